@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up
+# on a fresh machine first (Debian packages, a virtualenv with the project installed).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/lottery
+
+.PHONY: demo test lint bench system-deps setup clean
+
+system-deps:
+	@command -v dot >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz; }
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/lottery_ticket.py --directory $(DEMO_DIR)
+	$(BIN)/python examples/analyse_lottery.py --directory $(DEMO_DIR)
+
+test: setup
+	$(BIN)/ruff check dagger_wf tests examples bench
+	$(BIN)/ruff format --check dagger_wf tests examples bench
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/bench_core.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,77 @@
+"""dagger_wf: reproducible, branching machine-learning experiments.
+
+Define a tree of states in plain Python; every state is cached by content and computed
+once, locally with Dask or on a cluster through Snakemake.
+"""
+
+from .analysis import NodeSet, StaticExperimentTree
+from .errors import (
+    CorruptStateError,
+    CorruptStateWarning,
+    DaggerError,
+    DaggerWarning,
+    ForeignPromiseError,
+    InvalidNodeSetOperandError,
+    MissingPropertyError,
+    NotAnExperimentError,
+    OverlappingAttributesError,
+    RecipeDefinitionError,
+    RecipeFailedError,
+    RecipeReturnError,
+    RecipeSourceUnavailableError,
+    ReservedPropertyNameError,
+    SlimStateError,
+    StateClassMismatchError,
+    StateNotComputedError,
+    StateNotFoundError,
+    TreeAlreadySpawnedError,
+    TreeNotSpawnedError,
+    UnhashablePropertyError,
+    UnknownPropertyError,
+    UnknownRunnerError,
+)
+from .events import EventKind, RunEvent, RunReport
+from .experiment import Experiment
+from .hashing import explain_key
+from .recipe import Function, Recipe, function
+from .state import ExperimentState, ExperimentStatePromise
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CorruptStateError",
+    "CorruptStateWarning",
+    "DaggerError",
+    "DaggerWarning",
+    "EventKind",
+    "Experiment",
+    "ExperimentState",
+    "ExperimentStatePromise",
+    "ForeignPromiseError",
+    "Function",
+    "InvalidNodeSetOperandError",
+    "MissingPropertyError",
+    "NodeSet",
+    "NotAnExperimentError",
+    "OverlappingAttributesError",
+    "Recipe",
+    "RecipeDefinitionError",
+    "RecipeFailedError",
+    "RecipeReturnError",
+    "RecipeSourceUnavailableError",
+    "ReservedPropertyNameError",
+    "RunEvent",
+    "RunReport",
+    "SlimStateError",
+    "StateClassMismatchError",
+    "StateNotComputedError",
+    "StateNotFoundError",
+    "StaticExperimentTree",
+    "TreeAlreadySpawnedError",
+    "TreeNotSpawnedError",
+    "UnhashablePropertyError",
+    "UnknownPropertyError",
+    "UnknownRunnerError",
+    "explain_key",
+    "function",
+]

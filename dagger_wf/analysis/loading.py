@@ -1,0 +1,42 @@
+"""Rebuilding the tree from a store: metadata only unless a full restore is asked for."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+from ..errors import CorruptStateError, CorruptStateWarning
+from ..store import ExperimentStore
+from .tree import StaticExperimentTree
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment
+
+
+def load_tree(
+    store: ExperimentStore, state_class: type, experiment: Experiment, slim: bool = True
+) -> StaticExperimentTree:
+    """Every stored state (done or failed) linked to its parent and children.
+
+    A corrupt file is skipped with a :class:`CorruptStateWarning`; the rest still loads.
+    """
+    node_map = {}
+    corrupt: list[CorruptStateError] = []
+    for record in store.iter_records():
+        if isinstance(record, CorruptStateError):
+            warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
+            corrupt.append(record)
+            continue
+        node_map[record.key] = state_class.from_record(record, store.directory, experiment)
+    for state in node_map.values():
+        parent = node_map.get(state.parent_sha)
+        if parent is not None:
+            state.parent = parent
+            parent.children.add(state)
+    roots = store.read_experiment().get("roots", [])
+    tree = StaticExperimentTree(node_map, roots, corrupt)
+    if not slim:
+        for state in node_map.values():
+            if state.status == "done":
+                state.restore()
+    return tree

@@ -1,0 +1,65 @@
+"""NodeSet: a list of states that filters by tag and combines with & and |."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidNodeSetOperandError
+
+if TYPE_CHECKING:
+    from ..state import ExperimentState
+
+
+class NodeSet(list):
+    """States of a tree, in tree order. Combining keeps the left operand's order."""
+
+    def filter(self, pattern: str | Callable[[ExperimentState], bool]) -> NodeSet:
+        """States with a tag matching the ``fnmatch`` glob ``pattern`` (``"lr:*"``).
+
+        ``"!pattern"`` keeps the states with no matching tag. A callable keeps the states
+        for which it returns true.
+        """
+        if callable(pattern):
+            return NodeSet(node for node in self if pattern(node))
+        negated = pattern.startswith("!")
+        glob = pattern[1:] if negated else pattern
+        return NodeSet(
+            node
+            for node in self
+            if negated != any(fnmatch.fnmatchcase(tag, glob) for tag in node.tags)
+        )
+
+    def _other(self, other: object, operator: str) -> set[int]:
+        if not isinstance(other, NodeSet):
+            raise InvalidNodeSetOperandError(
+                f"NodeSet {operator} {type(other).__name__}: a NodeSet combines only with "
+                "another NodeSet (e.g. tree.nodes.filter(...))."
+            )
+        return {id(node) for node in other}
+
+    def __and__(self, other: object) -> NodeSet:
+        members = self._other(other, "&")
+        return NodeSet(node for node in self if id(node) in members)
+
+    def __or__(self, other: object) -> NodeSet:
+        seen = {id(node) for node in self}
+        self._other(other, "|")
+        return NodeSet([*self, *(node for node in other if id(node) not in seen)])
+
+    def __rand__(self, other: object) -> NodeSet:
+        self._other(other, "&")
+        return NotImplemented
+
+    __ror__ = __rand__
+
+    @property
+    def iterator(self) -> Iterator[ExperimentState]:
+        """Each state with its payload loaded in turn, deflated again after its turn."""
+        for node in self:
+            with node.lazy_load():
+                yield node
+
+    def shas(self) -> list[str]:
+        return [node.sha() for node in self]

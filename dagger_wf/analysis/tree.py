@@ -1,0 +1,97 @@
+"""StaticExperimentTree: the stored tree, for analysis (networkx inside)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from ..errors import CorruptStateError, StateNotFoundError
+from .nodes import NodeSet
+
+if TYPE_CHECKING:
+    from ..state import ExperimentState
+
+
+class StaticExperimentTree:
+    """Every stored state of an experiment and how they descend from each other.
+
+    ``node_map`` maps key to state, ``edge_map`` key to the set of child keys, and
+    ``digraph`` is the same tree as a ``networkx.DiGraph`` (node attribute ``state``) for
+    any graph query of your own. States whose files were corrupt are in ``corrupt``.
+    """
+
+    def __init__(
+        self,
+        node_map: dict[str, ExperimentState],
+        root_keys: list[str],
+        corrupt: list[CorruptStateError] | None = None,
+    ) -> None:
+        self.node_map = node_map
+        self.corrupt = corrupt or []
+        self.digraph = nx.DiGraph()
+        for key, state in node_map.items():
+            self.digraph.add_node(key, state=state)
+        for key, state in node_map.items():
+            if state.parent_sha in node_map:
+                self.digraph.add_edge(state.parent_sha, key)
+        self.edge_map: dict[str, set[str]] = defaultdict(set)
+        for parent, child in self.digraph.edges:
+            self.edge_map[parent].add(child)
+        self.root_keys = [key for key in root_keys if key in node_map]
+        self.toposort: dict[int, set[str]] = defaultdict(set)
+        for key, depth in self._depths().items():
+            self.toposort[depth].add(key)
+
+    def _depths(self) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        for root in self.root_keys:
+            for key, depth in nx.single_source_shortest_path_length(self.digraph, root).items():
+                depths[key] = min(depth, depths.get(key, depth))
+        return depths
+
+    @property
+    def root(self) -> ExperimentState | None:
+        """The most recently spawned root."""
+        return self.node_map[self.root_keys[-1]] if self.root_keys else None
+
+    @property
+    def nodes(self) -> NodeSet:
+        """Every state, roots first, then level by level (ties by key)."""
+        ordered = [key for depth in sorted(self.toposort) for key in sorted(self.toposort[depth])]
+        unreachable = sorted(set(self.node_map) - set(ordered))
+        return NodeSet(self.node_map[key] for key in [*ordered, *unreachable])
+
+    def leaves(self) -> NodeSet:
+        return NodeSet(node for node in self.nodes if not self.edge_map.get(node.sha()))
+
+    def node(self, sha: str) -> ExperimentState:
+        """The state with key ``sha``, or with the unique key starting with ``sha``."""
+        if sha in self.node_map:
+            return self.node_map[sha]
+        matches = [key for key in self.node_map if key.startswith(sha)] if sha else []
+        if len(matches) == 1:
+            return self.node_map[matches[0]]
+        reason = f"{len(matches)} keys start with it" if matches else "no state has that key"
+        raise StateNotFoundError(
+            f"No single state for {sha!r}: {reason}. Use a longer prefix, or list the keys "
+            "with [n.sha() for n in tree.nodes]."
+        )
+
+    def nodes_at_distance(self, distance: int) -> NodeSet:
+        """States ``distance`` steps below a root (0: the roots)."""
+        return NodeSet(self.node_map[key] for key in sorted(self.toposort.get(distance, ())))
+
+    def draw(self, path: str | Path = "tree.svg", fmt: str | None = None) -> Path:
+        """Render the tree with Graphviz; the format follows the suffix (svg, png, pdf)."""
+        from .drawing import render_tree
+
+        return render_tree(self, Path(path), fmt)
+
+    def __len__(self) -> int:
+        return len(self.node_map)
+
+    def __repr__(self) -> str:
+        return f"StaticExperimentTree({len(self)} states, {len(self.corrupt)} corrupt)"

@@ -1,0 +1,105 @@
+"""Every exception and warning a user of dagger_wf can see.
+
+Each error subclasses the builtin a caller would naturally catch (``KeyError`` for a
+missing property, ``TypeError`` for a value of the wrong kind, ...) as well as
+:class:`DaggerError`, so ``except KeyError`` and ``except dg.DaggerError`` both work.
+Messages say what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class DaggerError(Exception):
+    """Base class of every error raised by dagger_wf."""
+
+    def __str__(self) -> str:
+        # KeyError would otherwise print its message quoted, as if it were a key.
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingPropertyError(DaggerError, KeyError):
+    """A root state was spawned without one of its ``PROPERTIES``."""
+
+
+class UnknownPropertyError(DaggerError, TypeError):
+    """``spawn_new_tree`` got a keyword that is not one of the state's ``PROPERTIES``."""
+
+
+class UnhashablePropertyError(DaggerError, TypeError):
+    """A property value cannot be part of a cache key (a lambda, an open file, ...)."""
+
+
+class ReservedPropertyNameError(DaggerError, ValueError):
+    """A declared property or attribute would overwrite dagger_wf's own bookkeeping."""
+
+
+class OverlappingAttributesError(DaggerError, ValueError):
+    """A name is declared in both ``PROPERTIES`` and ``NONHASHED_ATTRIBUTES``."""
+
+
+class RecipeDefinitionError(DaggerError, TypeError):
+    """A recipe is used in a way its definition does not allow."""
+
+
+class RecipeSourceUnavailableError(DaggerError, RuntimeError):
+    """A recipe's source cannot be read, so its code version cannot be computed."""
+
+
+class RecipeReturnError(DaggerError, RuntimeError):
+    """A recipe's ``run()`` returned something other than an ExperimentState."""
+
+
+class RecipeFailedError(DaggerError, RuntimeError):
+    """A recipe or Function failed and its own exception could not be carried back."""
+
+
+class TreeAlreadySpawnedError(DaggerError, RuntimeError):
+    """``spawn_new_tree`` was called twice on one Experiment."""
+
+
+class TreeNotSpawnedError(DaggerError, RuntimeError):
+    """An Experiment was run before ``spawn_new_tree`` defined its root."""
+
+
+class ForeignPromiseError(DaggerError, ValueError):
+    """A recipe was applied to something that is not a promise of a live Experiment."""
+
+
+class StateClassMismatchError(DaggerError, TypeError):
+    """An experiment directory was written by another state class."""
+
+
+class NotAnExperimentError(DaggerError, FileNotFoundError):
+    """A directory holds no dagger_wf experiment."""
+
+
+class CorruptStateError(DaggerError, ValueError):
+    """A state's metadata or payload file is unreadable (truncated, edited, foreign)."""
+
+
+class StateNotFoundError(DaggerError, KeyError):
+    """No state with the given key (or key prefix) exists."""
+
+
+class StateNotComputedError(DaggerError, FileNotFoundError):
+    """A state's payload was asked for before the state was computed."""
+
+
+class SlimStateError(DaggerError, AttributeError):
+    """A payload attribute was read on a slim state, whose payload is not loaded."""
+
+
+class UnknownRunnerError(DaggerError, ValueError):
+    """A runner or scheduler name is not one dagger_wf knows."""
+
+
+class InvalidNodeSetOperandError(DaggerError, TypeError):
+    """A NodeSet was combined with something that is not a NodeSet."""
+
+
+class DaggerWarning(UserWarning):
+    """Base class of every warning issued by dagger_wf."""
+
+
+class CorruptStateWarning(DaggerWarning):
+    """A corrupt state file was skipped while the rest of the tree loaded."""

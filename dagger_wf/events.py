@@ -1,0 +1,84 @@
+"""Typed events a run emits, one per state and per Function call.
+
+They feed the run report (and the tests, which assert what ran from them rather than
+from timings or mocks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class EventKind(str, enum.Enum):
+    RAN = "ran"
+    CACHED = "cached"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # an ancestor failed
+    FUNCTION_RAN = "function ran"
+    FUNCTION_FAILED = "function failed"
+    FUNCTION_SKIPPED = "function skipped"
+
+
+FAILURES = (EventKind.FAILED, EventKind.FUNCTION_FAILED)
+SKIPS = (EventKind.SKIPPED, EventKind.FUNCTION_SKIPPED)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEvent:
+    run_id: str
+    state_key: str
+    kind: EventKind
+    label: str  # the recipe, root state or Function it concerns, for messages
+    duration_s: float = 0.0
+    error: BaseException | None = None
+    traceback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunReport:
+    """What one ``exp.run()`` did, state by state."""
+
+    run_id: str
+    events: tuple[RunEvent, ...]
+
+    def keys(self, kind: EventKind) -> set[str]:
+        return {event.state_key for event in self.events if event.kind is kind}
+
+    @property
+    def ran(self) -> set[str]:
+        return self.keys(EventKind.RAN)
+
+    @property
+    def cached(self) -> set[str]:
+        return self.keys(EventKind.CACHED)
+
+    @property
+    def failed(self) -> set[str]:
+        return self.keys(EventKind.FAILED)
+
+    @property
+    def skipped(self) -> set[str]:
+        return self.keys(EventKind.SKIPPED)
+
+    @property
+    def failures(self) -> list[RunEvent]:
+        return [event for event in self.events if event.kind in FAILURES]
+
+    def raise_first_failure(self) -> None:
+        """Re-raise the first failure's own exception, noting every failure of the run."""
+        failures = self.failures
+        if not failures:
+            return
+        first = failures[0]
+        lines = [f"dagger_wf: {len(failures)} failure(s) in this run (other branches finished):"]
+        lines += [
+            f"  - {event.label} for state {event.state_key[:12]}: "
+            f"{type(event.error).__name__}: {event.error}"
+            for event in failures
+        ]
+        error = first.error
+        if error.__traceback__ is None and first.traceback:
+            lines.append(f"Original traceback of the first failure:\n{first.traceback}")
+        error.add_note("\n".join(lines))
+        raise error

@@ -1,0 +1,226 @@
+"""Experiment: define a tree lazily (tags, spawn_new_tree, recipes), run it, restore it."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    MissingPropertyError,
+    StateClassMismatchError,
+    TreeAlreadySpawnedError,
+    TreeNotSpawnedError,
+    UnknownPropertyError,
+)
+from .events import RunReport
+from .hashing import module_name, root_key
+from .plan import Plan
+from .state import ExperimentState, ExperimentStatePromise
+from .store import ExperimentStore
+from .store.codec import from_json, to_json
+
+if TYPE_CHECKING:
+    from .analysis import StaticExperimentTree
+
+
+class Experiment:
+    """The anchor of one experiment tree, stored in one directory.
+
+    Nothing is computed while the tree is defined: ``spawn_new_tree`` and recipe calls
+    only record what to compute (and its keys); ``run()`` computes whatever is not stored.
+    """
+
+    def __init__(self, directory: str | Path, state_class: type[ExperimentState]) -> None:
+        self.directory = Path(directory).absolute()
+        self.state_class = state_class
+        self.store = ExperimentStore(self.directory)
+        if self.store.is_experiment():
+            _check_state_class(self.store, state_class)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.plan = Plan(state_class)
+        self.root: ExperimentState | None = None
+        self.experiment_arguments: dict[str, Any] | None = None
+        self.graph: StaticExperimentTree | None = None
+        self.last_run: RunReport | None = None
+
+    # ------------------------------------------------------------ definition
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags given to every state defined now (those of the enclosing ``tag`` blocks)."""
+        return self.plan.current_tags
+
+    @contextlib.contextmanager
+    def tag(self, tag: str | list[str]) -> Iterator[None]:
+        """Label every state defined inside the block with ``tag`` (nestable)."""
+        added = [tag] if isinstance(tag, str) else list(tag)
+        before = list(self.plan.current_tags)
+        self.plan.current_tags.extend(added)
+        try:
+            yield
+        finally:
+            self.plan.current_tags[:] = before
+
+    def spawn_new_tree(self, **experiment_arguments: Any) -> ExperimentStatePromise:
+        """Define the root state from its PROPERTIES; its payload is built at ``run()``."""
+        if self.root is not None:
+            raise TreeAlreadySpawnedError(
+                f"This Experiment already has a root ({self.root!r}); create another "
+                "Experiment (with another directory) for another tree."
+            )
+        cls = self.state_class
+        missing = [name for name in cls.PROPERTIES if name not in experiment_arguments]
+        if missing:
+            raise MissingPropertyError(
+                f"State {cls.__qualname__!r} needs property {missing[0]!r} (declared in "
+                f"PROPERTIES); pass it to spawn_new_tree({missing[0]}=...)."
+            )
+        unknown = [name for name in experiment_arguments if name not in cls.PROPERTIES]
+        if unknown:
+            raise UnknownPropertyError(
+                f"spawn_new_tree got {unknown[0]!r}, which is not a property of "
+                f"{cls.__qualname__!r} (PROPERTIES = {cls.PROPERTIES}); add it to PROPERTIES "
+                "so it identifies the tree, or drop it."
+            )
+        key = root_key(cls, experiment_arguments)
+        root = cls()
+        root.__dict__.update(experiment_arguments)
+        root.experiment_object = self
+        root.root_state = True
+        root._sha = key
+        root._directory = self.directory
+        self.root = root
+        self.experiment_arguments = dict(experiment_arguments)
+        self.plan.add_root(key, dict(experiment_arguments))
+        return ExperimentStatePromise(self, key)
+
+    def defined_state(self, key: str) -> ExperimentState:
+        """The (not computed) state object the plan defines for ``key``."""
+        planned = self.plan.states[key]
+        if planned.parent_key is None:
+            return self.root
+        return self.defined_state(planned.parent_key).new_state(planned.recipe)
+
+    @property
+    def leaves(self) -> dict[str, Any]:
+        """The pending Dask ``Delayed`` of every leaf state and Function call."""
+        from .runners.dask import leaf_delayeds
+
+        return leaf_delayeds(self.plan, self.store)
+
+    # ------------------------------------------------------------ running
+
+    def run(
+        self, scheduler: str = "single-threaded", client: Any = None, progress: bool | None = None
+    ) -> RunReport:
+        """Compute every defined state that is not stored yet and run every Function.
+
+        A failing recipe fails only its own subtree; the rest finishes and is stored,
+        then the first failure's exception is raised with a note listing all of them.
+        """
+        report = self._run_plan(self.plan, scheduler, client, progress)
+        self.last_run = report
+        report.raise_first_failure()
+        return report
+
+    def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
+        """Compute one defined state (and its ancestors) and return it, payload loaded."""
+        self._run_plan(self.plan.lineage(key), scheduler, None, None).raise_first_failure()
+        if self.root is not None and key == self.root.sha():
+            self.root.restore()
+            return self.root
+        state = self.defined_state(key)
+        state.restore()
+        return state
+
+    def _run_plan(
+        self, plan: Plan, scheduler: str, client: Any, progress: bool | None
+    ) -> RunReport:
+        from .runners import get_runner
+
+        if self.root is None:
+            raise TreeNotSpawnedError(
+                "Nothing to run: call exp.spawn_new_tree(...) to define the root first."
+            )
+        self.save()
+        runner = get_runner("dask", scheduler=scheduler, client=client, progress=progress)
+        return runner.run(plan, self.store)
+
+    def save(self) -> None:
+        """Write ``experiment.json``: the state class, the root(s), the root's arguments."""
+        cls = self.state_class
+        roots: list[str] = []
+        if self.store.is_experiment():
+            roots = self.store.read_experiment().get("roots", [])
+        root_key_ = self.root.sha() if self.root is not None else None
+        if root_key_ is not None and root_key_ not in roots:
+            roots.append(root_key_)
+        self.store.write_experiment(
+            {
+                "state_class": cls.__qualname__,
+                "state_module": module_name(cls),
+                "properties": list(cls.PROPERTIES),
+                "nonhashed_attributes": list(cls.NONHASHED_ATTRIBUTES),
+                "root": root_key_,
+                "roots": roots,
+                "experiment_arguments": to_json(self.experiment_arguments),
+            }
+        )
+
+    # ------------------------------------------------------------ analysis
+
+    @classmethod
+    def restore(
+        cls,
+        directory: str | Path,
+        state_class: type[ExperimentState] | None = None,
+        slim: bool = True,
+    ) -> Experiment:
+        """Reopen a stored experiment for analysis: ``.root`` and ``.graph`` (the tree).
+
+        With ``slim=True`` (the default) no payload is read; ``state.restore()`` or
+        ``state.lazy_load()`` loads one state's payload when needed.
+        """
+        from .analysis import load_tree
+
+        store = ExperimentStore(directory)
+        info = store.read_experiment()
+        experiment = cls(directory, state_class or _stored_state_class(info))
+        experiment.experiment_arguments = from_json(info.get("experiment_arguments"))
+        experiment.graph = load_tree(store, experiment.state_class, experiment, slim=slim)
+        experiment.root = experiment.graph.node_map.get(info.get("root"))
+        return experiment
+
+
+def _check_state_class(store: ExperimentStore, state_class: type) -> None:
+    stored = store.read_experiment()["state_class"]
+    if stored != state_class.__qualname__:
+        raise StateClassMismatchError(
+            f"{store.directory} holds an experiment of state class {stored!r}, not "
+            f"{state_class.__qualname__!r}. Pass state_class={stored}, or use another "
+            "directory for this experiment."
+        )
+
+
+def _stored_state_class(info: dict[str, Any]) -> type[ExperimentState]:
+    """The class that wrote the experiment if it can be imported, else a stand-in that
+    declares the same PROPERTIES and NONHASHED_ATTRIBUTES (enough for analysis)."""
+    with contextlib.suppress(ImportError, AttributeError):
+        found: Any = importlib.import_module(info["state_module"])
+        for part in info["state_class"].split("."):
+            found = getattr(found, part)
+        if isinstance(found, type) and issubclass(found, ExperimentState):
+            return found
+    stand_in = type(
+        info["state_class"].rsplit(".", 1)[-1],
+        (ExperimentState,),
+        {
+            "PROPERTIES": list(info["properties"]),
+            "NONHASHED_ATTRIBUTES": list(info["nonhashed_attributes"]),
+        },
+    )
+    stand_in.__qualname__ = info["state_class"]
+    return stand_in

@@ -1,0 +1,59 @@
+"""The plan: every state the user defined, by key, in definition (hence topological) order."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .recipe import Function, Recipe
+
+
+@dataclasses.dataclass
+class PlannedState:
+    """One state to compute: a root (``recipe is None``) or a recipe applied to a parent."""
+
+    key: str
+    parent_key: str | None
+    recipe: Recipe | None
+    tags: set[str] = dataclasses.field(default_factory=set)
+    functions: list[Function] = dataclasses.field(default_factory=list)
+    root_properties: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class Plan:
+    """What to run. The same state defined twice is one entry carrying both sets of tags."""
+
+    state_class: type
+    states: dict[str, PlannedState] = dataclasses.field(default_factory=dict)
+    current_tags: list[str] = dataclasses.field(default_factory=list)
+
+    def add_root(self, key: str, properties: dict[str, Any]) -> PlannedState:
+        return self._add(PlannedState(key, None, None, root_properties=properties))
+
+    def add_child(self, key: str, parent_key: str, recipe: Recipe) -> PlannedState:
+        return self._add(PlannedState(key, parent_key, recipe))
+
+    def _add(self, planned: PlannedState) -> PlannedState:
+        existing = self.states.setdefault(planned.key, planned)
+        existing.tags.update(self.current_tags)
+        return existing
+
+    def add_function(self, key: str, function: Function) -> None:
+        self.states[key].functions.append(function)
+
+    def leaves(self) -> list[PlannedState]:
+        parents = {planned.parent_key for planned in self.states.values()}
+        return [planned for key, planned in self.states.items() if key not in parents]
+
+    def lineage(self, key: str) -> Plan:
+        """The part of the plan needed to compute ``key``: it and its ancestors, no Functions."""
+        keys = []
+        while key is not None:
+            keys.append(key)
+            key = self.states[key].parent_key
+        states = {
+            key: dataclasses.replace(self.states[key], functions=[]) for key in reversed(keys)
+        }
+        return Plan(self.state_class, states)

@@ -1,0 +1,106 @@
+"""Recipe (a step that makes a new state) and Function (a step that only looks at one)."""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import ForeignPromiseError, RecipeDefinitionError, ReservedPropertyNameError
+from .hashing import RecipeIdentity, child_key, recipe_code_version
+from .state import ExperimentStatePromise
+
+if TYPE_CHECKING:
+    from .state import ExperimentState
+
+
+def _require_promise(step: object, target: object) -> ExperimentStatePromise:
+    if not isinstance(target, ExperimentStatePromise):
+        raise ForeignPromiseError(
+            f"{type(step).__name__} was applied to {target!r}; apply it to the promise "
+            "returned by exp.spawn_new_tree(...) or by another recipe call."
+        )
+    return target
+
+
+class Recipe:
+    """A transition from a state to a new child state.
+
+    Declare ``PROPERTIES`` (attribute names set in ``__init__``; they enter the child's
+    key together with the class name and its code version) and implement ``run(state)``,
+    which changes the state it is given and returns it. Set ``VERSION`` to pin the code
+    version by hand, e.g. when the source cannot be read.
+    """
+
+    PROPERTIES: ClassVar[list[str]] = []
+    VERSION: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        reserved = {name for name in dir(Recipe) if not name.startswith("__")}
+        for name in cls.PROPERTIES:
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                raise ReservedPropertyNameError(
+                    f"{cls.__qualname__}.PROPERTIES holds {name!r}, which is not a valid "
+                    "attribute name."
+                )
+            if name in reserved:
+                raise ReservedPropertyNameError(
+                    f"{cls.__qualname__}.PROPERTIES declares {name!r}, a name Recipe uses "
+                    "itself; rename it."
+                )
+
+    def run(self, state: ExperimentState) -> ExperimentState:
+        raise NotImplementedError(f"{type(self).__qualname__} must implement run(state)")
+
+    def property_values(self) -> dict[str, Any]:
+        missing = [name for name in self.PROPERTIES if not hasattr(self, name)]
+        if missing:
+            raise RecipeDefinitionError(
+                f"{type(self).__qualname__} declares {missing} in PROPERTIES but the recipe "
+                f"has no such attribute; set self.{missing[0]} = ... in __init__."
+            )
+        return {name: getattr(self, name) for name in self.PROPERTIES}
+
+    def identity(self) -> RecipeIdentity:
+        """What of this recipe enters its children's keys."""
+        return RecipeIdentity(
+            type(self).__qualname__, self.property_values(), recipe_code_version(type(self))
+        )
+
+    def __call__(self, promise: ExperimentStatePromise) -> ExperimentStatePromise:
+        """Define (not run) the state this recipe makes from ``promise``."""
+        promise = _require_promise(self, promise)
+        key = child_key(promise.key, self.identity())
+        promise.experiment_object.plan.add_child(key, promise.key, self)
+        return ExperimentStatePromise(promise.experiment_object, key)
+
+    def __repr__(self) -> str:
+        properties = ", ".join(f"{k}={v!r}" for k, v in self.property_values().items())
+        return f"{type(self).__qualname__}({properties})"
+
+
+class Function:
+    """Apply ``op(state)`` to a state without making a new one (evaluation, logging).
+
+    It runs on every ``exp.run()``, also when the state itself is cached; what ``op``
+    changes on the state is not stored.
+    """
+
+    def __init__(self, op: Callable[[ExperimentState], Any]) -> None:
+        self.op = op
+
+    @property
+    def name(self) -> str:
+        return getattr(self.op, "__qualname__", repr(self.op))
+
+    def __call__(self, promise: ExperimentStatePromise) -> ExperimentStatePromise:
+        promise = _require_promise(self, promise)
+        promise.experiment_object.plan.add_function(promise.key, self)
+        return promise
+
+    def __repr__(self) -> str:
+        return f"Function({self.name})"
+
+
+function = Function  # the original's lower-case alias, for decorator style

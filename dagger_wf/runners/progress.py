@@ -1,0 +1,47 @@
+"""A progress bar for long runs: states done / cached / failed. Silent when not a terminal."""
+
+from __future__ import annotations
+
+import collections
+from types import TracebackType
+from typing import Any
+
+from ..events import EventKind, RunEvent
+
+
+class RunProgress:
+    """Counts events as tasks finish; draws a bar only on a terminal, after two seconds."""
+
+    def __init__(self, total: int, enabled: bool | None = None) -> None:
+        from tqdm import tqdm
+
+        self.counts: collections.Counter[EventKind] = collections.Counter()
+        self._bar = tqdm(total=total, unit="task", delay=2.0, disable=_disable(enabled))
+
+    def update(self, event: Any) -> None:
+        if not isinstance(event, RunEvent):
+            return
+        self.counts[event.kind] += 1
+        self._bar.set_postfix(
+            done=self.counts[EventKind.RAN],
+            cached=self.counts[EventKind.CACHED],
+            failed=self.counts[EventKind.FAILED] + self.counts[EventKind.FUNCTION_FAILED],
+            refresh=False,
+        )
+        self._bar.update(1)
+
+    def __enter__(self) -> RunProgress:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._bar.close()
+
+
+def _disable(enabled: bool | None) -> bool | None:
+    # tqdm reads disable=None as "only on a terminal".
+    return None if enabled is None else not enabled

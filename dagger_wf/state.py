@@ -1,0 +1,298 @@
+"""ExperimentState (one node of the tree) and ExperimentStatePromise (a node not yet run)."""
+
+from __future__ import annotations
+
+import contextlib
+import keyword
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import (
+    OverlappingAttributesError,
+    ReservedPropertyNameError,
+    SlimStateError,
+    StateNotComputedError,
+)
+from .hashing import child_key, root_key
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .recipe import Recipe
+    from .store import ExperimentStore, RecipeRecord, StateRecord
+
+# Attributes every state carries for dagger_wf itself; never part of the payload.
+BOOKKEEPING_ATTRIBUTES = frozenset(
+    {
+        "parent",
+        "parent_sha",
+        "children",
+        "root_state",
+        "recipe",
+        "experiment_object",
+        "from_cache",
+        "slim_loaded",
+        "tags",
+        "save_pre_hooks",
+        "save_post_hooks",
+        "record",
+        "_sha",
+        "_directory",
+    }
+)
+
+
+def _validate_declared_names(cls: type) -> None:
+    properties = list(cls.PROPERTIES)
+    nonhashed = list(cls.NONHASHED_ATTRIBUTES)
+    reserved = BOOKKEEPING_ATTRIBUTES | {
+        name for name in dir(ExperimentState) if not name.startswith("__")
+    }
+    for declaration, names in (("PROPERTIES", properties), ("NONHASHED_ATTRIBUTES", nonhashed)):
+        for name in names:
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                raise ReservedPropertyNameError(
+                    f"{cls.__qualname__}.{declaration} holds {name!r}, which is not a valid "
+                    "attribute name; use plain identifiers such as 'model_name'."
+                )
+            if name in reserved:
+                raise ReservedPropertyNameError(
+                    f"{cls.__qualname__}.{declaration} declares {name!r}, which dagger_wf "
+                    f"uses itself on every state; rename it (e.g. '{name}_value')."
+                )
+    overlap = sorted(set(properties) & set(nonhashed))
+    if overlap:
+        raise OverlappingAttributesError(
+            f"{cls.__qualname__} declares {overlap} in both PROPERTIES (hashed) and "
+            "NONHASHED_ATTRIBUTES (not hashed); keep each name in exactly one of them."
+        )
+
+
+class ExperimentState:
+    """One point of an experiment: hashed PROPERTIES plus a payload of NONHASHED_ATTRIBUTES.
+
+    Subclass it, declare ``PROPERTIES`` (they identify the root and enter its key) and
+    ``NONHASHED_ATTRIBUTES`` (the payload: inherited by children, never hashed), and
+    implement ``initialize_state(**properties)`` to build the root's payload.
+    """
+
+    PROPERTIES: ClassVar[list[str]] = []
+    NONHASHED_ATTRIBUTES: ClassVar[list[str]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _validate_declared_names(cls)
+
+    def __init__(
+        self, parent_sha: str | None = None, experiment_object: Experiment | None = None
+    ) -> None:
+        self.parent_sha = parent_sha
+        self.experiment_object = experiment_object
+        self.from_cache = False
+        self.root_state = False
+        self.slim_loaded = False
+        self.recipe: Recipe | RecipeRecord | None = None
+        self.tags: list[str] = []
+        self.parent: ExperimentState | None = None
+        self.children: set[ExperimentState] = set()
+        self.save_pre_hooks: list[Callable[[], Any]] = []
+        self.save_post_hooks: list[Callable[[], Any]] = []
+        self.record: StateRecord | None = None
+        self._sha: str | None = None
+        self._directory: Path | None = None
+        for name in [*self.PROPERTIES, *self.NONHASHED_ATTRIBUTES]:
+            setattr(self, name, None)
+
+    def initialize_state(self, **kwargs: Any) -> None:
+        """Build the root's payload; the properties are already set. Override it."""
+
+    # ------------------------------------------------------------ identity
+
+    def sha(self) -> str:
+        """The cache key: fixed once the state is part of a tree, computed otherwise."""
+        if self._sha is not None:
+            return self._sha
+        if self.recipe is not None and self.parent_sha is not None:
+            return child_key(self.parent_sha, self.recipe.identity())
+        return root_key(type(self), self.property_values())
+
+    def property_values(self) -> dict[str, Any]:
+        return {name: self.__dict__.get(name) for name in self.PROPERTIES}
+
+    def payload(self) -> dict[str, Any]:
+        """Everything stored apart from the metadata: the NONHASHED_ATTRIBUTES and any
+        other attribute a recipe set."""
+        excluded = BOOKKEEPING_ATTRIBUTES | set(self.PROPERTIES)
+        return {name: value for name, value in self.__dict__.items() if name not in excluded}
+
+    @property
+    def status(self) -> str:
+        """``"done"``, ``"failed"`` (see :attr:`error`) or ``"pending"`` (never stored)."""
+        return self.record.status if self.record else "pending"
+
+    @property
+    def error(self) -> str | None:
+        """The traceback of the failed attempt, if this state failed."""
+        return self.record.error if self.record else None
+
+    # ------------------------------------------------------------ tree links
+
+    @property
+    def directory(self) -> Path | None:
+        if self._directory is not None:
+            return self._directory
+        if self.experiment_object is not None:
+            return self.experiment_object.directory
+        return None
+
+    @directory.setter
+    def directory(self, value: str | Path) -> None:
+        self._directory = Path(value).absolute()
+
+    @property
+    def root(self) -> ExperimentState:
+        if self.experiment_object is not None and self.experiment_object.root is not None:
+            return self.experiment_object.root
+        state = self
+        while state.parent is not None:
+            state = state.parent
+        return state
+
+    def new_state(self, recipe: Recipe | None = None) -> ExperimentState:
+        """A child of this state: PROPERTIES and NONHASHED_ATTRIBUTES are inherited (by
+        reference, not copied), its key follows from this key and ``recipe``."""
+        child = type(self)(parent_sha=self.sha(), experiment_object=self.experiment_object)
+        for name in [*self.PROPERTIES, *self.NONHASHED_ATTRIBUTES]:
+            setattr(child, name, self.__dict__.get(name))
+        child.recipe = recipe
+        child.tags = list(self.tags)
+        child._directory = self._directory
+        child._sha = child.sha() if recipe is not None else None
+        return child
+
+    # ------------------------------------------------------------ storage
+
+    def _store(self) -> ExperimentStore:
+        from .store import ExperimentStore
+
+        if self.directory is None:
+            raise StateNotComputedError(
+                f"{self!r} belongs to no experiment directory; create it through an "
+                "Experiment, or set state.directory first."
+            )
+        return ExperimentStore(self.directory)
+
+    def save(self) -> None:
+        """Store this state (payload, then metadata), running the save hooks around it."""
+        from .runners.transition import store_state
+
+        store_state(self._store(), self, details={})
+
+    def restore(self) -> bool:
+        """Load the stored payload into this object; False if the state was never stored."""
+        store = self._store()
+        key = self.sha()
+        if not store.is_done(key):
+            return False
+        record = store.read_record(key)
+        self.__dict__.update(store.load_payload(key))
+        self.apply_record(record)
+        self.from_cache = True
+        self.slim_loaded = False
+        return True
+
+    def apply_record(self, record: StateRecord) -> None:
+        """Take key, lineage, properties and tags from stored metadata (no payload)."""
+        self.record = record
+        self._sha = record.key
+        self.parent_sha = record.parent_key
+        self.recipe = record.recipe
+        self.root_state = record.parent_key is None
+        self.tags = list(record.tags)
+        for name, value in record.properties.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def from_record(
+        cls, record: StateRecord, directory: Path, experiment: Experiment | None = None
+    ) -> ExperimentState:
+        """A slim state (no payload) rebuilt from its stored metadata."""
+        state = cls.__new__(cls)
+        ExperimentState.__init__(state, experiment_object=experiment)
+        state._directory = Path(directory)
+        state.apply_record(record)
+        state.deflate()
+        return state
+
+    def deflate(self) -> bool:
+        """Drop the payload from memory, keeping key, properties, tags and links."""
+        excluded = BOOKKEEPING_ATTRIBUTES | set(self.PROPERTIES)
+        for name in [name for name in self.__dict__ if name not in excluded]:
+            del self.__dict__[name]
+        self.slim_loaded = True
+        return True
+
+    @contextlib.contextmanager
+    def lazy_load(self) -> Iterator[ExperimentState]:
+        """Full (payload loaded) inside the block, slim again after it."""
+        if not self.restore():
+            raise StateNotComputedError(
+                f"State {self.sha()[:12]} has no stored payload to load; run the experiment."
+            )
+        try:
+            yield self
+        finally:
+            self.deflate()
+
+    # ------------------------------------------------------------ python protocols
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes that are not set: explain a payload read on a slim state.
+        state = self.__dict__
+        if state.get("slim_loaded") and name in type(self).NONHASHED_ATTRIBUTES:
+            raise SlimStateError(
+                f"{name!r} is part of the payload of state {str(state.get('_sha'))[:12]}, "
+                "which is slim (payload not loaded). Call state.restore() first, or use "
+                "`with state.lazy_load():`."
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling drops the experiment and the tree links, which are rebuilt on load."""
+        state = dict(self.__dict__)
+        state.update(experiment_object=None, parent=None, children=set())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.experiment_object = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sha={self.sha()[:12]}, tags={sorted(self.tags)})"
+
+
+class ExperimentStatePromise:
+    """A state that will exist once the experiment runs; its key is already known.
+
+    Apply a :class:`~dagger_wf.Recipe` to it to define a child, or a
+    :class:`~dagger_wf.Function` to evaluate it. ``get()`` computes it now.
+    """
+
+    def __init__(self, experiment_object: Experiment, key: str) -> None:
+        self.experiment_object = experiment_object
+        self.key = key
+
+    def sha(self) -> str:
+        return self.key
+
+    @property
+    def state(self) -> ExperimentState:
+        """The defined (not yet computed) state object, e.g. for ``explain_key``."""
+        return self.experiment_object.defined_state(self.key)
+
+    def get(self, scheduler: str = "single-threaded") -> ExperimentState:
+        """Compute this state (and what it needs), then return it with its payload loaded."""
+        return self.experiment_object.compute(self.key, scheduler=scheduler)
+
+    def __repr__(self) -> str:
+        return f"ExperimentStatePromise(sha={self.key[:12]})"

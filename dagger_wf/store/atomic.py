@@ -1,0 +1,36 @@
+"""Atomic file writes: a reader (or a run killed with ``kill -9``) never sees half a file.
+
+Data goes to a temporary file in the target's own directory, then ``os.replace`` moves it
+into place, which POSIX makes atomic within one file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+TEMPORARY_SUFFIX = ".partial"
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(file)`` on a temporary file, then move it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, document: Any) -> None:
+    text = json.dumps(document, indent=1, sort_keys=True, allow_nan=False)
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))

@@ -1,0 +1,153 @@
+"""One experiment directory on disk: where each state's metadata and payload live.
+
+Layout::
+
+    experiment.json          which state class, which root, which format
+    states/<key>.json        metadata of a computed state (written last: the "done" mark)
+    payloads/<key>.payload   its NONHASHED_ATTRIBUTES
+    failures/<key>.json      metadata of the last failed attempt, with its traceback
+
+A state counts as computed exactly when ``states/<key>.json`` exists. Its payload is
+written before it, both atomically, so a run killed at any moment leaves either a whole
+state or none, and the next run recomputes only what did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import CorruptStateError, NotAnExperimentError, StateNotComputedError
+from .atomic import atomic_write_json
+from .payload import read_payload, write_payload
+from .records import StateRecord
+
+EXPERIMENT_FILE = "experiment.json"
+EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
+
+
+class ExperimentStore:
+    """Reads and writes the states of one experiment directory."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory).absolute()
+
+    # ------------------------------------------------------------ paths
+
+    @property
+    def experiment_path(self) -> Path:
+        return self.directory / EXPERIMENT_FILE
+
+    def record_path(self, key: str) -> Path:
+        return self.directory / "states" / f"{key}.json"
+
+    def payload_path(self, key: str) -> Path:
+        return self.directory / "payloads" / f"{key}.payload"
+
+    def failure_path(self, key: str) -> Path:
+        return self.directory / "failures" / f"{key}.json"
+
+    # ------------------------------------------------------------ experiment
+
+    def is_experiment(self) -> bool:
+        return self.experiment_path.is_file()
+
+    def read_experiment(self) -> dict[str, Any]:
+        if not self.is_experiment():
+            raise NotAnExperimentError(
+                f"{self.directory} is not a dagger_wf experiment (no {EXPERIMENT_FILE}). "
+                "Pass the directory you gave to Experiment(...), after a run."
+            )
+        document = _read_json(self.experiment_path)
+        if document.get("format") != EXPERIMENT_FORMAT:
+            raise NotAnExperimentError(
+                f"{self.experiment_path} has format {document.get('format')!r}, not "
+                f"{EXPERIMENT_FORMAT!r}; it was not written by this version of dagger_wf."
+            )
+        return document
+
+    def write_experiment(self, document: dict[str, Any]) -> None:
+        atomic_write_json(self.experiment_path, {**document, "format": EXPERIMENT_FORMAT})
+
+    # ------------------------------------------------------------ states
+
+    def is_done(self, key: str) -> bool:
+        return self.record_path(key).is_file()
+
+    def write_state(self, record: StateRecord, payload: dict[str, Any]) -> StateRecord:
+        """Store a computed state: payload first, then the metadata that marks it done."""
+        size = write_payload(self.payload_path(record.key), payload)
+        record = _replace(record, payload_bytes=size)
+        atomic_write_json(self.record_path(record.key), record.to_json())
+        return record
+
+    def write_failure(self, record: StateRecord) -> None:
+        atomic_write_json(self.failure_path(record.key), record.to_json())
+
+    def write_record(self, record: StateRecord) -> None:
+        """Rewrite a computed state's metadata (e.g. to add tags); the payload stays."""
+        atomic_write_json(self.record_path(record.key), record.to_json())
+
+    def read_record(self, key: str) -> StateRecord:
+        path = self.record_path(key)
+        if not path.is_file():
+            raise StateNotComputedError(
+                f"State {key[:12]} has not been computed in {self.directory}; run the "
+                "experiment first (exp.run())."
+            )
+        return _record_from_file(path)
+
+    def load_payload(self, key: str) -> dict[str, Any]:
+        path = self.payload_path(key)
+        if not path.is_file():
+            raise StateNotComputedError(
+                f"State {key[:12]} has no payload in {self.directory}; it was never computed "
+                "or its payload file was deleted. Run the experiment to recompute it."
+            )
+        return read_payload(path)
+
+    def iter_records(self) -> Iterator[StateRecord | CorruptStateError]:
+        """Every state's latest record (done beats failed); a corrupt file yields its error."""
+        done = set()
+        for path in sorted((self.directory / "states").glob("*.json")):
+            done.add(path.stem)
+            yield _record_or_error(path)
+        for path in sorted((self.directory / "failures").glob("*.json")):
+            if path.stem not in done:
+                yield _record_or_error(path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptStateError(
+            f"{path} is corrupt or truncated ({error}). Delete it and run the experiment "
+            "again to recompute what it described."
+        ) from error
+
+
+def _record_from_file(path: Path) -> StateRecord:
+    document = _read_json(path)
+    try:
+        return StateRecord.from_json(document)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise CorruptStateError(
+            f"{path} is not a dagger_wf state record (missing or wrong field: {error}). "
+            "Delete it and run the experiment again to recompute that state."
+        ) from error
+
+
+def _record_or_error(path: Path) -> StateRecord | CorruptStateError:
+    try:
+        return _record_from_file(path)
+    except CorruptStateError as error:
+        return error
+
+
+def _replace(record: StateRecord, **changes: Any) -> StateRecord:
+    import dataclasses
+
+    return dataclasses.replace(record, **changes)

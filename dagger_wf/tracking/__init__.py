@@ -1,0 +1,1 @@
+"""What is recorded about each state besides its payload."""

@@ -1,0 +1,26 @@
+"""Seeds derived from state keys, so a stochastic recipe gives the same bytes on any runner."""
+
+from __future__ import annotations
+
+import random
+import sys
+
+
+def seed_from_key(key: str) -> int:
+    """A 32-bit seed (numpy's limit) taken from the state's key."""
+    return int(key[:8], 16)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random`` and, if the user imported them, numpy and torch.
+
+    The generators are process-global: with the threads scheduler two recipes running at
+    once share them, so bit-for-bit reproducibility needs processes or one thread.
+    """
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)

@@ -1,0 +1,120 @@
+"""StaticExperimentTree: filters, set algebra, distances, lookup, drawing, networkx."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+from trees import build_lottery_tree
+
+import dagger_wf as dg
+
+
+@pytest.fixture
+def lottery(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    keys = {name: promise.key for name, promise in promises.items()}
+    return dg.Experiment.restore(experiment_dir, slim=True), keys
+
+
+def test_restore_gives_root_and_graph(lottery):
+    restored, keys = lottery
+    assert restored.root.sha() == keys["root"]
+    assert restored.graph.root is restored.root
+    assert isinstance(restored.graph, dg.StaticExperimentTree)
+
+
+def test_filters_compose_with_and(lottery):
+    restored, keys = lottery
+    tree = restored.graph
+    selected = tree.nodes.filter("pruned") & tree.nodes.filter("lr:0.1")
+    assert selected.shas() == [keys["pruned 0.1"]]
+
+
+def test_negated_filter_keeps_states_without_a_matching_tag(lottery):
+    restored, keys = lottery
+    assert set(restored.graph.nodes.filter("!pruned").shas()) == {
+        keys["root"],
+        keys["trained 0.1"],
+        keys["trained 0.01"],
+    }
+
+
+def test_glob_filter_and_union(lottery):
+    restored, _keys = lottery
+    tree = restored.graph
+    assert len(tree.nodes.filter("lr:*")) == 4
+    union = tree.nodes.filter("lr:0.1") | tree.nodes.filter("lr:0.01")
+    assert len(union) == 4 and len(set(union.shas())) == 4
+
+
+def test_callable_filter(lottery):
+    restored, keys = lottery
+    selected = restored.graph.nodes.filter(lambda node: getattr(node.recipe, "lr", None) == 0.01)
+    assert selected.shas() == [keys["trained 0.01"]]
+
+
+@pytest.mark.parametrize("other", [[], set(), "pruned", None])
+def test_combining_a_node_set_with_anything_else_is_a_type_error(lottery, other):
+    nodes = lottery[0].graph.nodes
+    with pytest.raises(TypeError):
+        _ = nodes & other
+    with pytest.raises(TypeError):
+        _ = nodes | other
+
+
+def test_nodes_at_distance(lottery):
+    restored, keys = lottery
+    tree = restored.graph
+    assert tree.nodes_at_distance(0).shas() == [keys["root"]]
+    assert set(tree.nodes_at_distance(2).shas()) == {keys["pruned 0.1"], keys["pruned 0.01"]}
+    assert tree.nodes_at_distance(7) == []
+
+
+def test_node_lookup_by_key_or_unique_prefix(lottery):
+    restored, keys = lottery
+    tree = restored.graph
+    assert tree.node(keys["pruned 0.1"]).sha() == keys["pruned 0.1"]
+    assert tree.node(keys["pruned 0.1"][:10]).sha() == keys["pruned 0.1"]
+
+
+def test_parent_and_children_links(lottery):
+    restored, keys = lottery
+    tree = restored.graph
+    trained = tree.node(keys["trained 0.1"])
+    assert trained.parent is restored.root
+    assert {child.sha() for child in trained.children} == {keys["pruned 0.1"]}
+    assert tree.edge_map[keys["root"]] == {keys["trained 0.1"], keys["trained 0.01"]}
+    assert trained.root is restored.root
+
+
+def test_networkx_graph_is_exposed(lottery):
+    restored, keys = lottery
+    digraph = restored.graph.digraph
+    assert isinstance(digraph, nx.DiGraph)
+    assert nx.shortest_path(digraph, keys["root"], keys["pruned 0.1"])[1] == keys["trained 0.1"]
+    assert digraph.nodes[keys["root"]]["state"] is restored.root
+
+
+def test_restore_of_one_node_loads_only_its_payload(lottery):
+    restored, _keys = lottery
+    selected = restored.graph.nodes.filter("pruned") & restored.graph.nodes.filter("lr:0.1")
+    assert selected[0].restore() is True
+    assert selected[0].weights[-1] == 0.0
+    assert all(node.slim_loaded for node in restored.graph.nodes if node is not selected[0])
+
+
+def test_iterator_loads_each_node_in_turn(lottery):
+    restored, _ = lottery
+    sums = [sum(node.weights) for node in restored.graph.nodes.filter("pruned").iterator]
+    assert len(sums) == 2
+    assert all(node.slim_loaded for node in restored.graph.nodes)
+
+
+def test_draw_writes_an_svg_naming_every_state(lottery, tmp_path):
+    restored, keys = lottery
+    path = restored.graph.draw(tmp_path / "tree.svg")
+    svg = path.read_text()
+    assert svg.startswith("<?xml")
+    assert all(key[:10] in svg for key in keys.values())
+    assert "lr:0.1" in svg

@@ -1,0 +1,124 @@
+"""Bad input gets a named error that says what to do; nothing computed is lost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from trees import ReturnNothing, State, Train, build_lottery_tree
+
+import dagger_wf as dg
+
+
+def test_missing_root_property_is_a_key_error_naming_it(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    with pytest.raises(KeyError) as caught:
+        exp.spawn_new_tree(dataset_name="digits")
+    assert isinstance(caught.value, dg.MissingPropertyError)
+    assert "spawn_new_tree(model_name=...)" in str(caught.value)
+
+
+def test_unknown_keyword_lists_the_declared_properties(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    with pytest.raises(dg.UnknownPropertyError, match="dataset_name"):
+        exp.spawn_new_tree(dataset_name="d", model_name="m", seed=3)
+
+
+def test_spawning_twice_is_refused(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    exp.spawn_new_tree(dataset_name="d", model_name="m")
+    with pytest.raises(dg.TreeAlreadySpawnedError):
+        exp.spawn_new_tree(dataset_name="d", model_name="m")
+
+
+def test_running_before_spawning_is_refused(experiment_dir):
+    with pytest.raises(dg.TreeNotSpawnedError, match="spawn_new_tree"):
+        dg.Experiment(experiment_dir, State).run()
+
+
+def test_recipe_applied_to_a_non_promise_is_refused(experiment_dir):
+    with pytest.raises(dg.ForeignPromiseError, match="promise"):
+        Train(1, 0.1)(State())
+
+
+def test_recipe_missing_a_declared_property_attribute_is_named(experiment_dir):
+    class Forgetful(dg.Recipe):
+        PROPERTIES = ["lr"]
+
+    exp = dg.Experiment(experiment_dir, State)
+    with pytest.raises(dg.RecipeDefinitionError, match=r"self\.lr"):
+        Forgetful()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+
+
+def test_recipe_returning_none_fails_with_a_runtime_error(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    ReturnNothing()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    with pytest.raises(RuntimeError) as caught:
+        exp.run()
+    assert isinstance(caught.value, dg.RecipeReturnError)
+    assert "return state" in str(caught.value)
+
+
+class Other(dg.ExperimentState):
+    PROPERTIES = ["name"]
+
+
+def test_directory_of_another_state_class_is_refused(experiment_dir):
+    build_lottery_tree(experiment_dir)[0].run()
+    with pytest.raises(dg.StateClassMismatchError, match="state_class=State"):
+        dg.Experiment.restore(experiment_dir, state_class=Other)
+    with pytest.raises(dg.StateClassMismatchError):
+        dg.Experiment(experiment_dir, Other)
+
+
+def test_directory_that_is_not_an_experiment_is_named(tmp_path):
+    with pytest.raises(dg.NotAnExperimentError, match="not a dagger_wf experiment"):
+        dg.Experiment.restore(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        dg.Experiment.restore(tmp_path / "missing")
+
+
+def test_corrupt_state_file_is_named_and_the_rest_of_the_tree_loads(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    broken = experiment_dir / "states" / f"{promises['pruned 0.1'].key}.json"
+    broken.write_text(broken.read_text()[:40])
+    with pytest.warns(dg.CorruptStateWarning, match=promises["pruned 0.1"].key):
+        tree = dg.Experiment.restore(experiment_dir).graph
+    assert len(tree) == 4
+    assert isinstance(tree.corrupt[0], dg.CorruptStateError)
+
+
+def test_truncated_payload_is_a_corrupt_state_error(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    payload = experiment_dir / "payloads" / f"{promises['trained 0.1'].key}.payload"
+    payload.write_bytes(payload.read_bytes()[:-10])
+    node = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
+    with pytest.raises(dg.CorruptStateError, match="recompute"):
+        node.restore()
+
+
+def test_record_with_a_missing_field_is_a_corrupt_state(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    path = experiment_dir / "states" / f"{promises['root'].key}.json"
+    document = json.loads(path.read_text())
+    del document["recipe"]
+    path.write_text(json.dumps(document))
+    with pytest.warns(dg.CorruptStateWarning):
+        tree = dg.Experiment.restore(experiment_dir).graph
+    assert promises["root"].key not in tree.node_map
+
+
+def test_unknown_scheduler_lists_the_known_ones(experiment_dir):
+    exp, _ = build_lottery_tree(experiment_dir)
+    with pytest.raises(dg.UnknownRunnerError, match="threads"):
+        exp.run(scheduler="gpu-magic")
+
+
+def test_unknown_node_key_is_a_key_error(experiment_dir):
+    build_lottery_tree(experiment_dir)[0].run()
+    tree = dg.Experiment.restore(experiment_dir).graph
+    with pytest.raises(KeyError):
+        tree.node("ffff")

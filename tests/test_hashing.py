@@ -1,0 +1,217 @@
+"""Cache keys: canonical, stable across processes, sensitive to code, blind to layout."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from trees import State, Train
+
+import dagger_wf as dg
+from dagger_wf.hashing import RecipeIdentity, child_key, encode_value, recipe_code_version, root_key
+
+TESTS_DIR = Path(__file__).parent
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    warmup: int
+    decay: float
+
+
+def module_level_function():
+    return 1
+
+
+# Golden values: a change here changes every user's cache key. Make it deliberately.
+GOLDEN_ROOT = "ea03c4a1d6bb98478004366f9cc587157aab0cfd182f1321694fa42f90a1f541"
+
+
+def test_root_key_is_pinned():
+    key = root_key(State, {"dataset_name": "digits", "model_name": "mlp"})
+    assert key == GOLDEN_ROOT
+
+
+def test_child_key_is_pinned():
+    identity = RecipeIdentity("Train", {"nb_epochs": 3, "lr": 0.1}, "VERSION:1")
+    assert child_key(GOLDEN_ROOT, identity) == (
+        "791ec5644e545e3204340881958fc99fdf9909c6effcffda6f1115af3c9f895c"
+    )
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (True, 1),
+        (1, 1.0),
+        (0.0, -0.0),
+        ([1, 2], (1, 2)),
+        ("1", 1),
+        (b"ab", "ab"),
+        ({"a": 1}, {"a": 1.0}),
+        (None, "None"),
+    ],
+)
+def test_values_of_different_kinds_never_share_an_encoding(left, right):
+    assert encode_value(left) != encode_value(right)
+
+
+def test_dict_and_set_encodings_do_not_depend_on_insertion_order():
+    assert encode_value({"b": 1, "a": 2}) == encode_value({"a": 2, "b": 1})
+    assert encode_value({3, 1, 2}) == encode_value({2, 3, 1})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Colour.RED, Schedule(10, 0.5), module_level_function, Schedule, Path("a/b"), frozenset()],
+)
+def test_supported_values_encode(value):
+    assert encode_value(value)
+
+
+def test_numpy_and_torch_values_encode_by_content():
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    assert encode_value(np.arange(3)) == encode_value(np.arange(3))
+    assert encode_value(np.arange(3)) != encode_value(np.arange(4))
+    assert encode_value(np.float32(1.5)) != encode_value(1.5)
+    assert encode_value(torch.ones(2)) != encode_value(torch.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "value", [lambda: 1, open, object(), type("Local", (), {})()], ids=["lambda", "x", "o", "l"]
+)
+def test_unhashable_property_is_named_at_definition_time(experiment_dir, value):
+    if value is open:
+        value = open(__file__)  # noqa: SIM115 - an open file is the point
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    with pytest.raises(dg.UnhashablePropertyError, match="'lr'"):
+        Train(1, value)(root)
+
+
+def test_unhashable_root_property_is_a_type_error(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    with pytest.raises(TypeError, match="'model_name'"):
+        exp.spawn_new_tree(dataset_name="d", model_name=lambda: 0)
+
+
+def _code_version(tmp_path: Path, source: str) -> str:
+    """The code version of class ``Step`` defined by ``source`` in a fresh module."""
+    module = tmp_path / f"step_{hashlib.sha256(source.encode()).hexdigest()[:12]}.py"
+    module.write_text("import dagger_wf as dg\n\n" + textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(module.stem, module)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module.stem] = loaded  # inspect finds a class's source through its module
+    try:
+        spec.loader.exec_module(loaded)
+        return recipe_code_version(loaded.Step)
+    finally:
+        del sys.modules[module.stem]
+
+
+BASE = '''
+class Step(dg.Recipe):
+    """Docstring."""
+    def run(self, state):
+        state.x = max(1, 2)  # set x
+        return state
+'''
+
+
+def test_docstrings_comments_and_layout_do_not_change_the_code_version(tmp_path):
+    reformatted = '''
+class Step(dg.Recipe):
+    """A different docstring that mentions another_variable."""
+
+    def run(self,   state):
+        # a new comment
+        state.x = max(
+            1,   2
+        )
+        return state
+'''
+    assert _code_version(tmp_path, BASE) == _code_version(tmp_path, reformatted)
+
+
+def test_changing_run_changes_the_code_version(tmp_path):
+    changed = BASE.replace("max(1, 2)", "max(1, 3)")
+    assert _code_version(tmp_path, BASE) != _code_version(tmp_path, changed)
+
+
+def test_changing_indentation_structure_changes_the_code_version(tmp_path):
+    nested = """
+class Step(dg.Recipe):
+    def run(self, state):
+        if state:
+            state.x = 1
+            state.y = 2
+        return state
+"""
+    flat = nested.replace("            state.y = 2\n", "        state.y = 2\n")
+    assert _code_version(tmp_path, nested) != _code_version(tmp_path, flat)
+
+
+def test_version_pin_replaces_the_source_hash():
+    class Pinned(dg.Recipe):
+        VERSION = "2"
+
+    assert recipe_code_version(Pinned) == "VERSION:2"
+
+
+def test_unreadable_source_names_the_version_pin():
+    namespace: dict = {"dg": dg}
+    exec("class Generated(dg.Recipe):\n    pass\n", namespace)
+    with pytest.raises(dg.RecipeSourceUnavailableError, match="VERSION"):
+        recipe_code_version(namespace["Generated"])
+
+
+KEY_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import dagger_wf as dg
+from trees import State, Train
+exp = dg.Experiment(sys.argv[2], State)
+root = exp.spawn_new_tree(dataset_name={"b", "a", "c"}, model_name={"z": 1, "y": (2, 3)})
+print(Train(3, frozenset({"x", "y", "w"}))(root).key)
+"""
+
+
+def test_keys_are_identical_across_processes_with_different_hash_seeds(tmp_path):
+    keys = set()
+    for seed in ["0", "1", "12345"]:
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        output = subprocess.run(
+            [sys.executable, "-c", KEY_SCRIPT, str(TESTS_DIR), str(tmp_path / seed)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        keys.add(output.stdout.strip())
+    assert len(keys) == 1
+
+
+def test_explain_key_lists_every_ingredient(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    child = Train(3, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    lines = dg.explain_key(child)
+    assert lines[0] == f"key {child.key}"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "parent key",
+        "recipe class",
+        "recipe properties",
+        "recipe code version",
+    ]

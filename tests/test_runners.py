@@ -1,0 +1,111 @@
+"""The Dask runner: every scheduler, keep-going on failure, identical results."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from trees import Explode, Prune, State, Train, build_lottery_tree
+
+import dagger_wf as dg
+
+TESTS_DIR = os.path.dirname(__file__)
+
+
+def _payload_bytes(directory) -> dict[str, bytes]:
+    return {path.stem: path.read_bytes() for path in sorted(directory.glob("payloads/*"))}
+
+
+@pytest.fixture(scope="module")
+def reference_payloads(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("reference")
+    build_lottery_tree(directory)[0].run(scheduler="single-threaded")
+    return _payload_bytes(directory)
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "processes"])
+def test_every_local_scheduler_produces_the_same_bytes(scheduler, tmp_path, reference_payloads):
+    exp, promises = build_lottery_tree(tmp_path)
+    report = exp.run(scheduler=scheduler)
+    assert report.ran == {promise.key for promise in promises.values()}
+    assert _payload_bytes(tmp_path) == reference_payloads
+
+
+def test_threads_scheduler_computes_every_state(tmp_path, reference_payloads):
+    # Python's global RNG is shared between threads, so only the keys are compared here.
+    exp, promises = build_lottery_tree(tmp_path)
+    report = exp.run(scheduler="threads")
+    assert report.ran == {promise.key for promise in promises.values()}
+    assert _payload_bytes(tmp_path).keys() == reference_payloads.keys()
+
+
+@pytest.mark.slow
+def test_distributed_local_cluster_produces_the_same_bytes(
+    tmp_path, reference_payloads, monkeypatch
+):
+    distributed = pytest.importorskip("distributed")
+    # Worker processes import the test recipes by module name.
+    monkeypatch.setenv("PYTHONPATH", TESTS_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        exp, promises = build_lottery_tree(tmp_path)
+        report = exp.run(client=client)
+    assert report.ran == {promise.key for promise in promises.values()}
+    assert _payload_bytes(tmp_path) == reference_payloads
+
+
+def _tree_with_failing_branch(directory):
+    exp = dg.Experiment(directory, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    with exp.tag("doomed"):
+        doomed = Explode("first failure")(Train(1, 0.1)(root))
+        below_failure = Train(2, 0.1)(doomed)
+    healthy = Prune("magnitude", 0.5)(Train(1, 0.2)(root))
+    return exp, doomed, below_failure, healthy
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "processes"])
+def test_failure_skips_its_subtree_and_every_other_branch_finishes(tmp_path, scheduler):
+    exp, doomed, below_failure, healthy = _tree_with_failing_branch(tmp_path)
+    with pytest.raises(ValueError, match="first failure") as caught:
+        exp.run(scheduler=scheduler)
+    assert "1 failure(s)" in "\n".join(caught.value.__notes__)
+    assert exp.last_run.failed == {doomed.key}
+    assert exp.last_run.skipped == {below_failure.key}
+    assert (tmp_path / "states" / f"{healthy.key}.json").exists()
+
+
+def test_a_failed_state_records_its_traceback_visible_after_restore(tmp_path):
+    exp, doomed, _, _ = _tree_with_failing_branch(tmp_path)
+    with pytest.raises(ValueError):
+        exp.run()
+    node = dg.Experiment.restore(tmp_path).graph.node(doomed.key)
+    assert node.status == "failed"
+    assert "ValueError: first failure" in node.error
+    assert node.record.finished is not None
+
+
+def test_every_failure_is_listed_and_the_first_in_tree_order_is_raised(tmp_path):
+    exp = dg.Experiment(tmp_path, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    Explode("one")(root)
+    Explode("two")(root)
+    with pytest.raises(ValueError, match="one") as caught:
+        exp.run(scheduler="threads")
+    note = "\n".join(caught.value.__notes__)
+    assert "2 failure(s)" in note and "two" in note
+
+
+def test_rerun_after_fixing_computes_only_what_is_missing(tmp_path):
+    exp, _doomed, _, _healthy = _tree_with_failing_branch(tmp_path)
+    with pytest.raises(ValueError):
+        exp.run()
+    fixed = dg.Experiment(tmp_path, State)
+    root = fixed.spawn_new_tree(dataset_name="d", model_name="m")
+    trained = Train(1, 0.1)(root)
+    repaired = Train(2, 0.1)(Prune("random", 0.1)(trained))
+    Prune("magnitude", 0.5)(Train(1, 0.2)(root))
+    report = fixed.run()
+    assert report.ran == {repaired.key, fixed.plan.states[repaired.key].parent_key}

@@ -1,0 +1,102 @@
+"""ExperimentState: declarations, identity, slim and full forms, pickling."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from trees import State, Train, build_lottery_tree
+
+import dagger_wf as dg
+
+
+def test_a_fresh_state_has_every_declared_name_set_to_none():
+    state = State()
+    assert [getattr(state, name) for name in State.PROPERTIES + State.NONHASHED_ATTRIBUTES] == [
+        None
+    ] * 4
+
+
+def test_identical_states_have_equal_sha_in_different_experiments(tmp_path):
+    first = dg.Experiment(tmp_path / "a", State).spawn_new_tree(dataset_name="d", model_name="m")
+    second = dg.Experiment(tmp_path / "b", State).spawn_new_tree(dataset_name="d", model_name="m")
+    state = State()
+    state.dataset_name, state.model_name = "d", "m"
+    assert first.key == second.key == state.sha()
+
+
+def test_reserved_attribute_names_cannot_be_declared():
+    with pytest.raises(dg.ReservedPropertyNameError, match="'parent'"):
+
+        class Clashing(dg.ExperimentState):
+            PROPERTIES = ["parent"]
+
+
+def test_a_name_cannot_be_both_hashed_and_not_hashed():
+    with pytest.raises(dg.OverlappingAttributesError, match="model"):
+
+        class Overlapping(dg.ExperimentState):
+            PROPERTIES = ["model"]
+            NONHASHED_ATTRIBUTES = ["model"]
+
+
+def test_recipe_property_names_cannot_shadow_recipe_methods():
+    with pytest.raises(dg.ReservedPropertyNameError, match="'run'"):
+
+        class Clashing(dg.Recipe):
+            PROPERTIES = ["run"]
+
+
+def test_reading_a_payload_attribute_of_a_slim_state_says_how_to_load_it(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    node = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
+    with pytest.raises(dg.SlimStateError, match="lazy_load"):
+        _ = node.weights
+    with pytest.raises(AttributeError):
+        _ = node.weights
+
+
+def test_lazy_load_is_full_inside_and_slim_after(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    node = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
+    with node.lazy_load():
+        assert len(node.weights) == 4 and not node.slim_loaded
+    assert node.slim_loaded
+    assert "weights" not in node.__dict__
+
+
+def test_restore_returns_false_for_a_state_never_computed(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    assert exp.defined_state(promises["pruned 0.1"].key).restore() is False
+
+
+def test_pickling_drops_the_experiment_and_tree_links(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    tree = dg.Experiment.restore(experiment_dir).graph
+    node = tree.node(promises["trained 0.1"].key)
+    copy = pickle.loads(pickle.dumps(node))
+    assert copy.experiment_object is None and copy.parent is None and copy.children == set()
+    assert copy.sha() == node.sha()
+
+
+def test_new_state_inherits_properties_and_payload_and_knows_its_key(experiment_dir):
+    _exp, promises = build_lottery_tree(experiment_dir)
+    root = promises["root"].get()
+    recipe = Train(3, 0.1)
+    child = root.new_state(recipe)
+    assert child.data is root.data
+    assert child.parent_sha == root.sha()
+    assert child.sha() == promises["trained 0.1"].key
+
+
+def test_save_hooks_run_around_save(experiment_dir):
+    calls = []
+    _exp, promises = build_lottery_tree(experiment_dir)
+    root = promises["root"].get()
+    root.save_pre_hooks.append(lambda: calls.append("pre"))
+    root.save_post_hooks.append(lambda: calls.append("post"))
+    root.save()
+    assert calls == ["pre", "post"]

@@ -1,0 +1,148 @@
+"""The store: atomic, crash-safe, payloads apart from metadata, few copies."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from trees import build_lottery_tree
+
+import dagger_wf as dg
+from dagger_wf.store.payload import read_payload, write_payload
+
+
+def test_payload_round_trips_numpy_and_torch_without_extra_copies(tmp_path):
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    payload = {
+        "array": np.arange(1000, dtype=np.float64).reshape(10, 100),
+        "tensor": torch.arange(1000, dtype=torch.float32),
+        "transposed": torch.ones(3, 5).t(),
+        "bfloat": torch.ones(4, dtype=torch.bfloat16),
+        "module": torch.nn.Linear(3, 2),
+        "plain": {"a": [1, 2.5, "x"]},
+    }
+    write_payload(tmp_path / "p", payload)
+    loaded = read_payload(tmp_path / "p")
+    np.testing.assert_array_equal(loaded["array"], payload["array"])
+    assert torch.equal(loaded["tensor"], payload["tensor"])
+    assert torch.equal(loaded["transposed"], payload["transposed"])
+    assert torch.equal(loaded["bfloat"], payload["bfloat"])
+    assert torch.equal(loaded["module"].weight, payload["module"].weight)
+    assert loaded["module"].weight.requires_grad
+    assert loaded["plain"] == payload["plain"]
+    assert loaded["array"].flags.writeable and loaded["tensor"].numpy().flags.writeable
+
+
+def test_loaded_arrays_are_aligned_views_into_the_one_buffer_read_from_the_file(tmp_path):
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    size = write_payload(tmp_path / "p", {"array": np.ones(5000), "tensor": torch.ones(7000)})
+    loaded = read_payload(tmp_path / "p")
+    distance = loaded["tensor"].data_ptr() - loaded["array"].ctypes.data
+    assert 0 < distance < size
+    assert distance % 64 == 0
+
+
+def test_large_arrays_are_stored_once(tmp_path):
+    np = pytest.importorskip("numpy")
+    array = np.random.default_rng(0).random(1_000_000)
+    size = write_payload(tmp_path / "p", {"a": array})
+    assert size < array.nbytes + 4096
+
+
+def test_slim_restore_never_reads_a_payload(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    for payload in experiment_dir.glob("payloads/*"):
+        payload.unlink()
+    tree = dg.Experiment.restore(experiment_dir, slim=True).graph
+    assert len(tree) == 5
+    assert tree.node(promises["trained 0.1"].key).recipe.lr == 0.1
+
+
+def test_fully_cached_run_without_functions_loads_no_payload(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    for payload in experiment_dir.glob("payloads/*"):
+        payload.unlink()
+    rerun, _ = build_lottery_tree(experiment_dir)
+    rerun.plan.states[promises["trained 0.1"].key].functions.clear()
+    rerun.plan.states[promises["trained 0.01"].key].functions.clear()
+    assert rerun.run().ran == set()
+
+
+def test_full_restore_loads_every_payload(experiment_dir):
+    build_lottery_tree(experiment_dir)[0].run()
+    tree = dg.Experiment.restore(experiment_dir, slim=False).graph
+    assert all(len(node.weights) == 4 for node in tree.nodes)
+
+
+def test_writes_leave_no_temporary_files(experiment_dir):
+    build_lottery_tree(experiment_dir)[0].run()
+    assert not [path for path in experiment_dir.rglob("*") if path.name.startswith(".")]
+
+
+SLOW_TREE = textwrap.dedent(
+    """
+    import sys, time
+    import dagger_wf as dg
+
+    class State(dg.ExperimentState):
+        PROPERTIES = ["name"]
+        NONHASHED_ATTRIBUTES = ["blob"]
+        def initialize_state(self, **kwargs):
+            self.blob = b""
+
+    class Grow(dg.Recipe):
+        PROPERTIES = ["step"]
+        def __init__(self, step):
+            self.step = step
+        def run(self, state):
+            time.sleep(0.05)
+            state.blob = state.blob[:1000] + bytes([self.step]) * 3_000_000
+            return state
+
+    def define(directory):
+        exp = dg.Experiment(directory, State)
+        promise = exp.spawn_new_tree(name="slow")
+        for step in range(40):
+            promise = Grow(step)(promise)
+        return exp
+
+    if __name__ == "__main__":
+        define(sys.argv[1]).run()
+    """
+)
+
+
+def test_kill_9_mid_run_leaves_whole_states_and_resume_computes_the_rest(tmp_path):
+    script = tmp_path / "slow_tree.py"
+    script.write_text(SLOW_TREE)
+    directory = tmp_path / "experiment"
+    process = subprocess.Popen([sys.executable, str(script), str(directory)])
+    deadline = time.monotonic() + 60
+    while len(list(directory.glob("states/*.json"))) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = {path.stem for path in directory.glob("states/*.json")}
+    assert 6 <= len(done_before) < 41
+
+    for key in done_before:  # every state that counts as done is whole
+        tree_node = read_payload(directory / "payloads" / f"{key}.payload")
+        assert isinstance(tree_node["blob"], bytes)
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import slow_tree
+
+        report = slow_tree.define(directory).run()
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert report.cached == done_before
+    assert len(report.ran) == 41 - len(done_before)

@@ -1,0 +1,78 @@
+"""Small experiment trees shared by the tests (importable by worker processes)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import dagger_wf as dg
+
+
+class State(dg.ExperimentState):
+    PROPERTIES = ["dataset_name", "model_name"]
+    NONHASHED_ATTRIBUTES = ["data", "weights"]
+
+    def initialize_state(self, **kwargs):
+        self.data = list(range(8))
+        self.weights = [0.0] * 4
+
+
+class Train(dg.Recipe):
+    PROPERTIES = ["nb_epochs", "lr"]
+
+    def __init__(self, nb_epochs, lr):
+        self.nb_epochs, self.lr = nb_epochs, lr
+
+    def run(self, state):
+        noise = random.random()
+        state.weights = [w + self.lr * self.nb_epochs + noise for w in state.weights]
+        return state
+
+
+class Prune(dg.Recipe):
+    PROPERTIES = ["technique", "fraction"]
+
+    def __init__(self, technique, fraction):
+        self.technique, self.fraction = technique, fraction
+
+    def run(self, state):
+        kept = int(len(state.weights) * (1 - self.fraction))
+        state.weights = state.weights[:kept] + [0.0] * (len(state.weights) - kept)
+        return state
+
+
+class Explode(dg.Recipe):
+    PROPERTIES = ["message"]
+
+    def __init__(self, message="boom"):
+        self.message = message
+
+    def run(self, state):
+        raise ValueError(self.message)
+
+
+class ReturnNothing(dg.Recipe):
+    def run(self, state):
+        state.weights = []
+
+
+def evaluate(state):
+    """A Function: reads the state, changes nothing."""
+    return sum(state.weights)
+
+
+def build_lottery_tree(
+    directory: Path,
+) -> tuple[dg.Experiment, dict[str, dg.ExperimentStatePromise]]:
+    """The issue's example tree: 1 root, 2 trained, 2 pruned states."""
+    exp = dg.Experiment(directory, state_class=State)
+    root = exp.spawn_new_tree(dataset_name="digits", model_name="mlp")
+    promises = {"root": root}
+    for lr in [0.01, 0.1]:
+        with exp.tag(f"lr:{lr}"):
+            trained = Train(3, lr)(root)
+            dg.Function(evaluate)(trained)
+            with exp.tag("pruned"):
+                promises[f"pruned {lr}"] = Prune("magnitude", 0.5)(trained)
+            promises[f"trained {lr}"] = trained
+    return exp, promises
