@@ -109,3 +109,21 @@ def test_rerun_after_fixing_computes_only_what_is_missing(tmp_path):
     Prune("magnitude", 0.5)(Train(1, 0.2)(root))
     report = fixed.run()
     assert report.ran == {repaired.key, fixed.plan.states[repaired.key].parent_key}
+
+
+def test_progress_bar_counts_done_cached_and_failed_states(tmp_path, capsys):
+    exp, *_ = _tree_with_failing_branch(tmp_path)
+    with pytest.raises(ValueError):
+        exp.run(progress=True)
+    first = capsys.readouterr().err
+    rerun, *_ = _tree_with_failing_branch(tmp_path)
+    with pytest.raises(ValueError):
+        rerun.run(progress=True)
+    second = capsys.readouterr().err
+    assert "cached=0, done=4, failed=1" in first
+    assert "cached=4, done=0, failed=1" in second
+
+
+def test_progress_bar_is_quiet_when_not_a_terminal(tmp_path, capsys):
+    build_lottery_tree(tmp_path)[0].run()
+    assert capsys.readouterr().err == ""

@@ -26,8 +26,8 @@ def test_payload_round_trips_numpy_and_torch_without_extra_copies(tmp_path):
         "module": torch.nn.Linear(3, 2),
         "plain": {"a": [1, 2.5, "x"]},
     }
-    write_payload(tmp_path / "p", payload)
-    loaded = read_payload(tmp_path / "p")
+    write_payload(tmp_path / "p", payload, tmp_path / "blobs")
+    loaded = read_payload(tmp_path / "p", tmp_path / "blobs")
     np.testing.assert_array_equal(loaded["array"], payload["array"])
     assert torch.equal(loaded["tensor"], payload["tensor"])
     assert torch.equal(loaded["transposed"], payload["transposed"])
@@ -41,18 +41,34 @@ def test_payload_round_trips_numpy_and_torch_without_extra_copies(tmp_path):
 def test_loaded_arrays_are_aligned_views_into_the_one_buffer_read_from_the_file(tmp_path):
     np = pytest.importorskip("numpy")
     torch = pytest.importorskip("torch")
-    size = write_payload(tmp_path / "p", {"array": np.ones(5000), "tensor": torch.ones(7000)})
-    loaded = read_payload(tmp_path / "p")
+    payload = {"array": np.ones(5000), "tensor": torch.ones(7000)}
+    size = write_payload(tmp_path / "p", payload, tmp_path / "blobs")
+    loaded = read_payload(tmp_path / "p", tmp_path / "blobs")
     distance = loaded["tensor"].data_ptr() - loaded["array"].ctypes.data
     assert 0 < distance < size
     assert distance % 64 == 0
 
 
-def test_large_arrays_are_stored_once(tmp_path):
+def test_a_large_array_inherited_by_many_states_is_stored_once(tmp_path):
     np = pytest.importorskip("numpy")
     array = np.random.default_rng(0).random(1_000_000)
-    size = write_payload(tmp_path / "p", {"a": array})
-    assert size < array.nbytes + 4096
+    for name in ["first", "second", "third"]:
+        write_payload(tmp_path / name, {"data": array, "name": name}, tmp_path / "blobs")
+    stored = sum(path.stat().st_size for path in tmp_path.rglob("*") if path.is_file())
+    assert stored < array.nbytes + 3 * 4096
+    np.testing.assert_array_equal(
+        read_payload(tmp_path / "third", tmp_path / "blobs")["data"], array
+    )
+
+
+def test_missing_blob_is_a_corrupt_state_error(tmp_path):
+    np = pytest.importorskip("numpy")
+    write_payload(tmp_path / "p", {"data": np.zeros(100_000)}, tmp_path / "blobs")
+    for blob in (tmp_path / "blobs").rglob("*"):
+        if blob.is_file():
+            blob.unlink()
+    with pytest.raises(dg.CorruptStateError, match="blob"):
+        read_payload(tmp_path / "p", tmp_path / "blobs")
 
 
 def test_slim_restore_never_reads_a_payload(experiment_dir):
@@ -134,7 +150,7 @@ def test_kill_9_mid_run_leaves_whole_states_and_resume_computes_the_rest(tmp_pat
     assert 6 <= len(done_before) < 41
 
     for key in done_before:  # every state that counts as done is whole
-        tree_node = read_payload(directory / "payloads" / f"{key}.payload")
+        tree_node = read_payload(directory / "payloads" / f"{key}.payload", directory / "blobs")
         assert isinstance(tree_node["blob"], bytes)
 
     sys.path.insert(0, str(tmp_path))

@@ -10,13 +10,23 @@ from ..events import EventKind, RunEvent
 
 
 class RunProgress:
-    """Counts events as tasks finish; draws a bar only on a terminal, after two seconds."""
+    """Counts events as tasks finish and draws a bar on stderr.
+
+    ``enabled=None`` (the default) draws it only on a terminal and only once a run has
+    lasted two seconds; ``True`` always draws it, ``False`` never.
+    """
 
     def __init__(self, total: int, enabled: bool | None = None) -> None:
         from tqdm import tqdm
 
         self.counts: collections.Counter[EventKind] = collections.Counter()
-        self._bar = tqdm(total=total, unit="task", delay=2.0, disable=_disable(enabled))
+        self._bar = tqdm(
+            total=total,
+            unit="task",
+            delay=2.0 if enabled is None else 0.0,
+            # tqdm reads disable=None as "only on a terminal".
+            disable=None if enabled is None else not enabled,
+        )
 
     def update(self, event: Any) -> None:
         if not isinstance(event, RunEvent):
@@ -40,8 +50,3 @@ class RunProgress:
         trace: TracebackType | None,
     ) -> None:
         self._bar.close()
-
-
-def _disable(enabled: bool | None) -> bool | None:
-    # tqdm reads disable=None as "only on a terminal".
-    return None if enabled is None else not enabled

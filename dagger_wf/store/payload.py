@@ -1,16 +1,23 @@
-"""Payload blobs: a state's NONHASHED_ATTRIBUTES, pickled with as few copies as possible.
+"""Payload files: a state's NONHASHED_ATTRIBUTES, pickled with as few copies as possible.
 
-File layout: ``MAGIC``, a header (pickle length, buffer count, buffer lengths), the
-cloudpickle stream (protocol 5), then every large buffer out of band, 64-byte aligned.
-numpy arrays and plain CPU torch tensors travel as out-of-band buffers: they are written
-straight from their own memory and, on load, become views into the one buffer the file was
-read into, so an array is never copied twice. (Two tensors that view one storage are
-stored as two arrays.) Loading unpickles: open only stores you trust.
+numpy arrays and plain CPU torch tensors travel as pickle protocol 5 out-of-band buffers:
+they are written straight from their own memory and, on load, become views into the buffer
+their bytes were read into, so an array is never copied twice. (Two tensors that view one
+storage are stored as two arrays.)
+
+Buffers of at least ``BLOB_THRESHOLD`` bytes go to a content-addressed blob directory
+(``<sha256[:2]>/<sha256>``), written once however many states hold them: a dataset that
+every state inherits unchanged is stored once, not once per state.
+
+File layout: ``MAGIC``; a header (pickle length, buffer count, then per buffer its length
+and, for a blob, its digest); the cloudpickle stream; the small buffers, 64-byte aligned.
+Loading unpickles: open only stores you trust.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import pickle
@@ -24,10 +31,12 @@ import cloudpickle
 from ..errors import CorruptStateError
 from .atomic import atomic_write
 
-MAGIC = b"DWFPAYL1"
+MAGIC = b"DWFPAYL2"
+BLOB_THRESHOLD = 64 * 1024
 _ALIGNMENT = 64
 _COUNTS = struct.Struct("<QQ")
-_LENGTH = struct.Struct("<Q")
+_BUFFER = struct.Struct("<Q32s")  # length, sha256 digest (all zero: stored inline)
+_INLINE = bytes(32)
 
 
 class _PayloadPickler(cloudpickle.CloudPickler):
@@ -71,15 +80,34 @@ def _padding(offset: int) -> int:
     return -offset % _ALIGNMENT
 
 
-def write_payload(path: Path, payload: Any) -> int:
-    """Atomically write ``payload`` to ``path``; return the file size in bytes."""
+def blob_path(blob_directory: Path, digest: bytes) -> Path:
+    name = digest.hex()
+    return blob_directory / name[:2] / name
+
+
+def _store_blob(blob_directory: Path, raw: memoryview) -> bytes:
+    digest = hashlib.sha256(raw).digest()
+    path = blob_path(blob_directory, digest)
+    if not path.is_file():
+        atomic_write(path, lambda file: file.write(raw))
+    return digest
+
+
+def write_payload(path: Path, payload: Any, blob_directory: Path) -> int:
+    """Atomically write ``payload`` to ``path`` (large buffers to ``blob_directory``
+    first); return the payload's size in bytes, blobs included."""
     stream = io.BytesIO()
     buffers: list[pickle.PickleBuffer] = []
     _PayloadPickler(stream, protocol=5, buffer_callback=buffers.append).dump(payload)
-    raw_buffers = [buffer.raw() for buffer in buffers]
-    header = MAGIC + _COUNTS.pack(stream.getbuffer().nbytes, len(raw_buffers))
-    header += b"".join(_LENGTH.pack(raw.nbytes) for raw in raw_buffers)
-    sections = [header, stream.getbuffer(), *raw_buffers]
+    raws = [buffer.raw() for buffer in buffers]
+    stored = [
+        (raw, _store_blob(blob_directory, raw) if raw.nbytes >= BLOB_THRESHOLD else _INLINE)
+        for raw in raws
+    ]
+    header = MAGIC + _COUNTS.pack(stream.getbuffer().nbytes, len(stored))
+    header += b"".join(_BUFFER.pack(raw.nbytes, digest) for raw, digest in stored)
+    inline = [raw for raw, digest in stored if digest == _INLINE]
+    sections = [header, stream.getbuffer(), *inline]
 
     def write_sections(file: IO[bytes]) -> None:
         offset = 0
@@ -90,40 +118,58 @@ def write_payload(path: Path, payload: Any) -> int:
             offset += memoryview(section).nbytes
 
     atomic_write(path, write_sections)
-    return path.stat().st_size
+    blob_bytes = sum(raw.nbytes for raw, digest in stored if digest != _INLINE)
+    return path.stat().st_size + blob_bytes
 
 
-def read_payload(path: Path) -> Any:
-    """Load a payload written by :func:`write_payload`; arrays are views into one buffer."""
-    with open(path, "rb") as file:
-        data = bytearray(os.fstat(file.fileno()).st_size)
-        file.readinto(data)
-    view = memoryview(data)
+def read_payload(path: Path, blob_directory: Path) -> Any:
+    """Load a payload written by :func:`write_payload`; arrays are views, not copies."""
+    view = memoryview(_read_whole(path))
     try:
-        sections = _sections(view)
+        sections = _sections(view, blob_directory)
         return pickle.loads(sections[0], buffers=sections[1:])
-    except (pickle.UnpicklingError, EOFError, struct.error, ValueError) as error:
+    except (pickle.UnpicklingError, EOFError, struct.error, ValueError, OSError) as error:
         raise CorruptStateError(
             f"Payload file {path} is corrupt or truncated ({error}). Delete it (and the "
             "state's metadata file) and run the experiment again to recompute that state."
         ) from error
 
 
-def _sections(view: memoryview) -> list[memoryview]:
+def _read_whole(path: Path) -> bytearray:
+    with open(path, "rb") as file:
+        data = bytearray(os.fstat(file.fileno()).st_size)
+        file.readinto(data)
+    return data
+
+
+def _sections(view: memoryview, blob_directory: Path) -> list[memoryview]:
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise ValueError("it does not start with the dagger_wf payload marker")
     offset = len(MAGIC)
     pickle_length, buffer_count = _COUNTS.unpack_from(view, offset)
     offset += _COUNTS.size
-    lengths = [pickle_length]
+    entries = [(pickle_length, _INLINE)]
     for _ in range(buffer_count):
-        lengths.append(_LENGTH.unpack_from(view, offset)[0])
-        offset += _LENGTH.size
+        entries.append(_BUFFER.unpack_from(view, offset))
+        offset += _BUFFER.size
     sections = []
-    for length in lengths:
+    for length, digest in entries:
+        if digest != _INLINE:
+            sections.append(_blob_section(blob_directory, digest, length))
+            continue
         offset += _padding(offset)
         if offset + length > view.nbytes:
             raise ValueError(f"it ends {offset + length - view.nbytes} bytes early")
         sections.append(view[offset : offset + length])
         offset += length
     return sections
+
+
+def _blob_section(blob_directory: Path, digest: bytes, length: int) -> memoryview:
+    path = blob_path(blob_directory, digest)
+    if not path.is_file():
+        raise ValueError(f"its blob {path} is missing")
+    data = _read_whole(path)
+    if len(data) != length:
+        raise ValueError(f"its blob {path} holds {len(data)} bytes, not {length}")
+    return memoryview(data)

@@ -4,7 +4,8 @@ Layout::
 
     experiment.json          which state class, which root, which format
     states/<key>.json        metadata of a computed state (written last: the "done" mark)
-    payloads/<key>.payload   its NONHASHED_ATTRIBUTES
+    payloads/<key>.payload   its NONHASHED_ATTRIBUTES (small buffers inline)
+    blobs/<sha256>           large arrays and tensors, by content: stored once, shared
     failures/<key>.json      metadata of the last failed attempt, with its traceback
 
 A state counts as computed exactly when ``states/<key>.json`` exists. Its payload is
@@ -46,6 +47,10 @@ class ExperimentStore:
     def payload_path(self, key: str) -> Path:
         return self.directory / "payloads" / f"{key}.payload"
 
+    @property
+    def blob_directory(self) -> Path:
+        return self.directory / "blobs"
+
     def failure_path(self, key: str) -> Path:
         return self.directory / "failures" / f"{key}.json"
 
@@ -78,7 +83,7 @@ class ExperimentStore:
 
     def write_state(self, record: StateRecord, payload: dict[str, Any]) -> StateRecord:
         """Store a computed state: payload first, then the metadata that marks it done."""
-        size = write_payload(self.payload_path(record.key), payload)
+        size = write_payload(self.payload_path(record.key), payload, self.blob_directory)
         record = _replace(record, payload_bytes=size)
         atomic_write_json(self.record_path(record.key), record.to_json())
         return record
@@ -106,7 +111,7 @@ class ExperimentStore:
                 f"State {key[:12]} has no payload in {self.directory}; it was never computed "
                 "or its payload file was deleted. Run the experiment to recompute it."
             )
-        return read_payload(path)
+        return read_payload(path, self.blob_directory)
 
     def iter_records(self) -> Iterator[StateRecord | CorruptStateError]:
         """Every state's latest record (done beats failed); a corrupt file yields its error."""
