@@ -1,0 +1,381 @@
+"""Core costs of dagger_wf, each printed next to a plain-Python floor measured in the same run.
+
+Part 1 (bookkeeping): N trivial states in a tree (root -> 10 branches -> chains): define,
+first run, cached re-run, slim restore and tag filtering, against writing and reading N tiny
+JSON + N tiny pickle files. Part 2 (payloads): a chain of recipes over a large tensor and
+array, per transition, against ``pickle.dump`` + ``pickle.load`` of the same dict; it runs
+in fresh subprocesses so their peak RSS shows how many payload copies are alive at once.
+
+Timings are medians of 3 repeats and never asserted: these machines are shared and noisy.
+Run from the repository root: ``python bench/bench_core.py [--sizes 1000 10000]
+[--payload-mb 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import pickle
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dask
+import numpy as np
+import torch
+
+import dagger_wf as dg
+
+T = TypeVar("T")
+
+REPEATS = 3
+BRANCHES = 10
+TRANSITIONS = 3
+MB = 2**20
+
+
+# ---------------------------------------------------------------- experiment trees
+
+
+class Counter(dg.ExperimentState):
+    """The smallest useful state: one int of payload, so only bookkeeping is measured."""
+
+    PROPERTIES = ["name"]
+    NONHASHED_ATTRIBUTES = ["value"]
+
+    def initialize_state(self, **kwargs: Any) -> None:
+        self.value = 0
+
+
+class Step(dg.Recipe):
+    """A trivial transition: sets the payload to ``i``."""
+
+    PROPERTIES = ["i"]
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def run(self, state: dg.ExperimentState) -> dg.ExperimentState:
+        state.value = self.i
+        return state
+
+
+class Weights(dg.ExperimentState):
+    """A model-sized payload: a float32 tensor and a numpy array a quarter of its size."""
+
+    PROPERTIES = ["tensor_mb"]
+    NONHASHED_ATTRIBUTES = ["tensor", "array"]
+
+    def initialize_state(self, tensor_mb: int, **kwargs: Any) -> None:
+        payload = make_payload(tensor_mb)
+        self.tensor, self.array = payload["tensor"], payload["array"]
+
+
+class Nudge(dg.Recipe):
+    """Changes one element of each buffer, in place: the rest of the payload is unchanged."""
+
+    PROPERTIES = ["index"]
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def run(self, state: dg.ExperimentState) -> dg.ExperimentState:
+        state.tensor[self.index] += 1
+        state.array[self.index] += 1
+        return state
+
+
+def element_counts(tensor_mb: int) -> tuple[int, int]:
+    """float32 elements of the tensor (``tensor_mb`` MB) and of the array (a quarter)."""
+    return tensor_mb * MB // 4, tensor_mb * MB // 16
+
+
+def make_payload(tensor_mb: int) -> dict[str, Any]:
+    tensor_size, array_size = element_counts(tensor_mb)
+    tensor = torch.rand(tensor_size, generator=torch.Generator().manual_seed(0))
+    array = np.random.default_rng(0).random(array_size, dtype=np.float32)
+    return {"tensor": tensor, "array": array}
+
+
+def payload_mb(tensor_mb: int) -> float:
+    return sum(element_counts(tensor_mb)) * 4 / MB
+
+
+def branch_lengths(n: int) -> list[int]:
+    """Chain lengths of the branches so that the tree has ``n`` states, root included."""
+    base, extra = divmod(n - 1, BRANCHES)
+    return [base + (branch < extra) for branch in range(BRANCHES)]
+
+
+def define_trivial_tree(directory: Path, n: int) -> dg.Experiment:
+    """Root -> 10 chains of Step; branch b is tagged ``tag:b``, odd branches also ``other``."""
+    exp = dg.Experiment(directory, state_class=Counter)
+    root = exp.spawn_new_tree(name="bench")
+    for branch, length in enumerate(branch_lengths(n)):
+        tags = [f"tag:{branch}"] + (["other"] if branch % 2 else [])
+        with exp.tag(tags):
+            state = root
+            for i in range(length):
+                state = Step(i)(state)
+    return exp
+
+
+def define_payload_chain(directory: Path, tensor_mb: int, transitions: int) -> dg.Experiment:
+    exp = dg.Experiment(directory, state_class=Weights)
+    state = exp.spawn_new_tree(tensor_mb=tensor_mb)
+    for index in range(transitions):
+        state = Nudge(index)(state)
+    return exp
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def timed(action: Callable[[], T]) -> tuple[float, T]:
+    start = time.perf_counter()
+    result = action()
+    return time.perf_counter() - start, result
+
+
+def max_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_trivial(workdir: Path, n: int) -> tuple[dict[str, list[float]], int]:
+    """Samples (seconds) of each bookkeeping step for ``n`` states; also the filter's hits."""
+    samples: dict[str, list[float]] = defaultdict(list)
+    hits = 0
+    for repeat in range(REPEATS):
+        directory = workdir / f"trivial-{n}-{repeat}"
+        first = define_trivial_tree(directory, n)
+        samples["first"].append(timed(first.run)[0])
+        define, cached = timed(functools.partial(define_trivial_tree, directory, n))
+        samples["define"].append(define)
+        samples["cached"].append(define + timed(cached.run)[0])
+        restore, restored = timed(
+            functools.partial(dg.Experiment.restore, directory, Counter, slim=True)
+        )
+        samples["restore"].append(restore)
+        seconds, selected = timed(functools.partial(select, restored.graph))
+        samples["filter"].append(seconds)
+        hits = len(selected)
+        samples["floor"].append(filesystem_floor(workdir / f"floor-{n}-{repeat}", n))
+        shutil.rmtree(directory)
+    return samples, hits
+
+
+def select(tree: dg.StaticExperimentTree) -> dg.NodeSet:
+    """The filter benchmarked: tagged states outside the ``other`` branches."""
+    return tree.nodes.filter("tag:*") & tree.nodes.filter("!other")
+
+
+def filesystem_floor(directory: Path, n: int) -> float:
+    """Seconds to write, then read back, ``n`` tiny JSON files and ``n`` tiny pickle files."""
+    directory.mkdir()
+    start = time.perf_counter()
+    for i in range(n):
+        (directory / f"{i}.json").write_text(json.dumps({"key": i, "tags": ["tag:0"]}))
+        with open(directory / f"{i}.pickle", "wb") as file:
+            pickle.dump({"value": i}, file, protocol=5)
+    for i in range(n):
+        json.loads((directory / f"{i}.json").read_bytes())
+        with open(directory / f"{i}.pickle", "rb") as file:
+            pickle.load(file)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(directory)
+    return elapsed
+
+
+def measure_payload_run(workdir: Path, tensor_mb: int) -> dict[str, Any]:
+    """Root init, then the chain of transitions over a cached root, with peak RSS after each."""
+    result: dict[str, Any] = defaultdict(list, baseline_mb=max_rss_mb())
+    for repeat in range(REPEATS):
+        directory = workdir / f"payload-{repeat}"
+        root_only = define_payload_chain(directory, tensor_mb, transitions=0)
+        result["root"].append(timed(root_only.run)[0])
+        result["peak_after_root_mb"] = max(result.get("peak_after_root_mb", 0), max_rss_mb())
+        chain = define_payload_chain(directory, tensor_mb, TRANSITIONS)
+        result["chain"].append(timed(chain.run)[0])
+        shutil.rmtree(directory)
+    result["peak_mb"] = max_rss_mb()
+    return dict(result)
+
+
+def measure_payload_floor(workdir: Path, tensor_mb: int) -> dict[str, Any]:
+    """Plain in-band pickle round trip of the same payload dict, and raw buffer I/O."""
+    result: dict[str, Any] = defaultdict(list, baseline_mb=max_rss_mb())
+    payload = make_payload(tensor_mb)
+    path = workdir / "floor.pickle"
+    for _ in range(REPEATS):
+        result["pickle"].append(timed(functools.partial(pickle_round_trip, path, payload))[0])
+        path.unlink()
+    result["peak_pickle_mb"] = max_rss_mb()
+    for _ in range(REPEATS):
+        result["raw"].append(timed(functools.partial(raw_round_trip, path, payload))[0])
+        path.unlink()
+    return dict(result)
+
+
+def pickle_round_trip(path: Path, payload: dict[str, Any]) -> Any:
+    with open(path, "wb") as file:
+        pickle.dump(payload, file, protocol=5)
+    with open(path, "rb") as file:
+        return pickle.load(file)
+
+
+def raw_round_trip(path: Path, payload: dict[str, Any]) -> bytearray:
+    """The disk / page-cache bound: the buffers' bytes written and read back, no framing."""
+    views = [memoryview(payload["tensor"].numpy()).cast("B"), memoryview(payload["array"])]
+    with open(path, "wb") as file:
+        for view in views:
+            file.write(view)
+    with open(path, "rb") as file:
+        data = bytearray(os.fstat(file.fileno()).st_size)
+        file.readinto(data)
+    return data
+
+
+def run_child(mode: str, tensor_mb: int) -> dict[str, Any]:
+    """Run one payload measurement in a fresh interpreter (so its ru_maxrss is its own)."""
+    command = [sys.executable, __file__, "--only", mode, "--payload-mb", str(tensor_mb)]
+    completed = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(completed.stdout.splitlines()[-1])
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def row(label: str, seconds: float, per: str = "", note: str = "") -> str:
+    return f"  {label:<44} {duration(seconds):>10} {per:>12}  {note}"
+
+
+def per_state(seconds: float, n: int) -> str:
+    return f"{seconds / n * 1e6:.0f} µs/state"
+
+
+def print_machine() -> None:
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.platform()}\n"
+        f"python {platform.python_version()}, dask {dask.__version__}, torch "
+        f"{torch.__version__}, numpy {np.__version__}, dagger_wf {dg.__version__}\n"
+        f"each figure: median of {REPEATS} repeats; ratios compare medians of this run\n"
+    )
+
+
+def print_trivial(n: int, samples: dict[str, list[float]], hits: int) -> None:
+    m = {name: statistics.median(values) for name, values in samples.items()}
+    depth = max(branch_lengths(n)) + 1
+    print(f"{n} trivial states (root -> {BRANCHES} chains, depth {depth}), single-threaded")
+    print(row("define tree (plan + keys)", m["define"], per_state(m["define"], n)))
+    print(
+        row(
+            "first run: exp.run()",
+            m["first"],
+            per_state(m["first"], n),
+            f"{m['first'] / m['floor']:.1f}x floor",
+        )
+    )
+    print(
+        row(
+            "cached re-run: new Experiment, define + run()",
+            m["cached"],
+            per_state(m["cached"], n),
+            f"{m['cached'] / m['first']:.2f}x first run; define = "
+            f"{m['define'] / m['cached']:.0%} of it",
+        )
+    )
+    print(row("Experiment.restore(slim=True)", m["restore"], per_state(m["restore"], n)))
+    print(row(f'filter "tag:*" & "!other" ({hits} hits)', m["filter"]))
+    print(row("floor: write+read N JSON + N pickle files", m["floor"], per_state(m["floor"], n)))
+    print()
+
+
+def print_payload(tensor_mb: int, run: dict[str, Any], floor: dict[str, Any]) -> None:
+    size = payload_mb(tensor_mb)
+    root = statistics.median(run["root"])
+    transition = statistics.median(run["chain"]) / TRANSITIONS
+    pickled = statistics.median(floor["pickle"])
+    raw = statistics.median(floor["raw"])
+    print(
+        f"payload: {tensor_mb} MB float32 tensor + {tensor_mb // 4} MB numpy array "
+        f"({size:.0f} MB), root -> {TRANSITIONS} in-place recipes"
+    )
+    print(row("root init (initialize_state + write)", root))
+    print(
+        row(
+            "transition (load parent + run + write child)",
+            transition,
+            "",
+            f"{transition / pickled:.2f}x pickle floor, {transition / raw:.2f}x raw floor",
+        )
+    )
+    print(row("floor: pickle.dump + pickle.load (proto 5)", pickled))
+    print(row("floor: raw write + readinto of the buffers", raw))
+    print("  peak RSS (ru_maxrss, fresh process; growth over the process after imports)")
+    print(
+        rss_line("dagger_wf, after root init", run["baseline_mb"], run["peak_after_root_mb"], size)
+    )
+    print(rss_line("dagger_wf, after transitions", run["baseline_mb"], run["peak_mb"], size))
+    print(rss_line("plain pickle round trip", floor["baseline_mb"], floor["peak_pickle_mb"], size))
+    print()
+
+
+def rss_line(label: str, baseline: float, peak: float, size: float) -> str:
+    growth = peak - baseline
+    return f"    {label:<42} +{growth:>7.0f} MB  = {growth / size:.2f}x payload"
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--payload-mb", type=int, default=200, help="tensor size; array = 1/4")
+    parser.add_argument(
+        "--only",
+        choices=["trivial", "payload", "payload-floor"],
+        help="trivial: part 1 alone; payload / payload-floor: one payload measurement, "
+        "printed as JSON (what the main run starts in a subprocess)",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    children = {"payload": measure_payload_run, "payload-floor": measure_payload_floor}
+    with tempfile.TemporaryDirectory(prefix="dagger_bench-") as workdir:
+        if arguments.only in children:
+            print(json.dumps(children[arguments.only](Path(workdir), arguments.payload_mb)))
+            return
+        print_machine()
+        for n in arguments.sizes:
+            print_trivial(n, *measure_trivial(Path(workdir), n))
+    if arguments.only is None:
+        run = run_child("payload", arguments.payload_mb)
+        floor = run_child("payload-floor", arguments.payload_mb)
+        print_payload(arguments.payload_mb, run, floor)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The README's code runs as written, and the example runs end to end."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def _python_blocks() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return "\n".join(re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL))
+
+
+def _run(arguments: list[str], cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, *arguments], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_readme_python_blocks_run_and_a_second_run_computes_nothing(tmp_path):
+    script = tmp_path / "readme.py"
+    script.write_text(_python_blocks())
+    first = _run([str(script)], tmp_path)
+    second = _run([str(script)], tmp_path)
+    assert "computed 5, cached 0" in first
+    assert "computed 0, cached 5" in second
+    assert (tmp_path / "runs" / "tour" / "tree.svg").is_file()
+
+
+@pytest.mark.slow
+def test_lottery_example_runs_end_to_end_and_is_cached_the_second_time(tmp_path):
+    directory = tmp_path / "lottery"
+    arguments = ["--directory", str(directory), "--epochs", "1", "--finetune-epochs", "1"]
+    first = _run([str(ROOT / "examples" / "lottery_ticket.py"), *arguments], tmp_path)
+    second = _run(
+        [str(ROOT / "examples" / "lottery_ticket.py"), *arguments, "--scheduler", "processes"],
+        tmp_path,
+    )
+    analysis = _run(
+        [str(ROOT / "examples" / "analyse_lottery.py"), "--directory", str(directory)], tmp_path
+    )
+    assert "32 states computed, 0 cached" in first
+    assert "0 states computed, 32 cached" in second
+    assert "dense accuracy" in analysis
+    assert (directory / "accuracy_vs_sparsity.png").stat().st_size > 10_000
+    assert (directory / "tree.svg").read_text().count('<g id="node') == 32
