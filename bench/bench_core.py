@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import pickle
@@ -102,6 +103,7 @@ def element_counts(tensor_mb: int) -> tuple[int, int]:
 
 
 def make_payload(tensor_mb: int) -> dict[str, Any]:
+    """Seeded, so the dagger_wf root and the pickle floor hold the same bytes."""
     tensor_size, array_size = element_counts(tensor_mb)
     tensor = torch.rand(tensor_size, generator=torch.Generator().manual_seed(0))
     array = np.random.default_rng(0).random(array_size, dtype=np.float32)
@@ -119,15 +121,19 @@ def branch_lengths(n: int) -> list[int]:
 
 
 def define_trivial_tree(directory: Path, n: int) -> dg.Experiment:
-    """Root -> 10 chains of Step; branch b is tagged ``tag:b``, odd branches also ``other``."""
+    """Root -> 10 chains of Step; branch b is tagged ``tag:b``, odd branches also ``other``.
+
+    Every Step gets its own index: equal recipes on one parent would be one state.
+    """
     exp = dg.Experiment(directory, state_class=Counter)
     root = exp.spawn_new_tree(name="bench")
+    indices = itertools.count(1)
     for branch, length in enumerate(branch_lengths(n)):
         tags = [f"tag:{branch}"] + (["other"] if branch % 2 else [])
         with exp.tag(tags):
             state = root
-            for i in range(length):
-                state = Step(i)(state)
+            for _ in range(length):
+                state = Step(next(indices))(state)
     return exp
 
 
@@ -151,6 +157,12 @@ def timed(action: Callable[[], T]) -> tuple[float, T]:
 def max_rss_mb() -> float:
     """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Resident memory now (Linux /proc): the baseline, as the import peak may be higher."""
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / MB
 
 
 def measure_trivial(workdir: Path, n: int) -> tuple[dict[str, list[float]], int]:
@@ -200,12 +212,13 @@ def filesystem_floor(directory: Path, n: int) -> float:
 
 def measure_payload_run(workdir: Path, tensor_mb: int) -> dict[str, Any]:
     """Root init, then the chain of transitions over a cached root, with peak RSS after each."""
-    result: dict[str, Any] = defaultdict(list, baseline_mb=max_rss_mb())
+    define_trivial_tree(workdir / "warm-up", 2).run()  # lazy imports are not payload memory
+    result: dict[str, Any] = defaultdict(list, baseline_mb=rss_mb())
     for repeat in range(REPEATS):
         directory = workdir / f"payload-{repeat}"
         root_only = define_payload_chain(directory, tensor_mb, transitions=0)
         result["root"].append(timed(root_only.run)[0])
-        result["peak_after_root_mb"] = max(result.get("peak_after_root_mb", 0), max_rss_mb())
+        result.setdefault("peak_after_root_mb", max_rss_mb())  # before any transition ran
         chain = define_payload_chain(directory, tensor_mb, TRANSITIONS)
         result["chain"].append(timed(chain.run)[0])
         shutil.rmtree(directory)
@@ -215,7 +228,7 @@ def measure_payload_run(workdir: Path, tensor_mb: int) -> dict[str, Any]:
 
 def measure_payload_floor(workdir: Path, tensor_mb: int) -> dict[str, Any]:
     """Plain in-band pickle round trip of the same payload dict, and raw buffer I/O."""
-    result: dict[str, Any] = defaultdict(list, baseline_mb=max_rss_mb())
+    result: dict[str, Any] = defaultdict(list, baseline_mb=rss_mb())
     payload = make_payload(tensor_mb)
     path = workdir / "floor.pickle"
     for _ in range(REPEATS):
@@ -265,12 +278,19 @@ def duration(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
 
 
-def row(label: str, seconds: float, per: str = "", note: str = "") -> str:
-    return f"  {label:<44} {duration(seconds):>10} {per:>12}  {note}"
+HEADER = f"  {'':<46} {'median':>10} {'range':>6} {'per state':>13}  ratio"
 
 
-def per_state(seconds: float, n: int) -> str:
-    return f"{seconds / n * 1e6:.0f} µs/state"
+def row(label: str, samples: list[float], n: int | None = None, note: str = "") -> str:
+    """Median, spread of the repeats ((max - min) / median) and, given ``n``, per state."""
+    median = statistics.median(samples)
+    spread = (max(samples) - min(samples)) / median
+    per = f"{median / n * 1e6:.0f} µs" if n else ""
+    return f"  {label:<46} {duration(median):>10} {spread:>6.0%} {per:>13}  {note}"
+
+
+def ratio(numerator: list[float], denominator: list[float]) -> float:
+    return statistics.median(numerator) / statistics.median(denominator)
 
 
 def print_machine() -> None:
@@ -278,71 +298,68 @@ def print_machine() -> None:
         f"machine: {os.cpu_count()} CPUs, {platform.platform()}\n"
         f"python {platform.python_version()}, dask {dask.__version__}, torch "
         f"{torch.__version__}, numpy {np.__version__}, dagger_wf {dg.__version__}\n"
-        f"each figure: median of {REPEATS} repeats; ratios compare medians of this run\n"
+        f"each figure: median of {REPEATS} repeats, range = (max - min) / median; "
+        "ratios compare medians of this run\n"
     )
 
 
 def print_trivial(n: int, samples: dict[str, list[float]], hits: int) -> None:
-    m = {name: statistics.median(values) for name, values in samples.items()}
     depth = max(branch_lengths(n)) + 1
+    first, cached, define = samples["first"], samples["cached"], samples["define"]
     print(f"{n} trivial states (root -> {BRANCHES} chains, depth {depth}), single-threaded")
-    print(row("define tree (plan + keys)", m["define"], per_state(m["define"], n)))
-    print(
-        row(
-            "first run: exp.run()",
-            m["first"],
-            per_state(m["first"], n),
-            f"{m['first'] / m['floor']:.1f}x floor",
-        )
-    )
+    print(HEADER)
+    print(row("define tree (plan + keys)", define, n))
+    print(row("first run: exp.run()", first, n, f"{ratio(first, samples['floor']):.1f}x floor"))
     print(
         row(
             "cached re-run: new Experiment, define + run()",
-            m["cached"],
-            per_state(m["cached"], n),
-            f"{m['cached'] / m['first']:.2f}x first run; define = "
-            f"{m['define'] / m['cached']:.0%} of it",
+            cached,
+            n,
+            f"{ratio(cached, first):.2f}x first run; define is {ratio(define, cached):.0%}",
         )
     )
-    print(row("Experiment.restore(slim=True)", m["restore"], per_state(m["restore"], n)))
-    print(row(f'filter "tag:*" & "!other" ({hits} hits)', m["filter"]))
-    print(row("floor: write+read N JSON + N pickle files", m["floor"], per_state(m["floor"], n)))
+    print(row("Experiment.restore(slim=True)", samples["restore"], n))
+    print(row(f'filter "tag:*" & "!other" ({hits} hits)', samples["filter"]))
+    print(row("floor: write+read N JSON + N pickle files", samples["floor"], n))
     print()
 
 
 def print_payload(tensor_mb: int, run: dict[str, Any], floor: dict[str, Any]) -> None:
     size = payload_mb(tensor_mb)
-    root = statistics.median(run["root"])
-    transition = statistics.median(run["chain"]) / TRANSITIONS
-    pickled = statistics.median(floor["pickle"])
-    raw = statistics.median(floor["raw"])
+    transition = [seconds / TRANSITIONS for seconds in run["chain"]]
     print(
         f"payload: {tensor_mb} MB float32 tensor + {tensor_mb // 4} MB numpy array "
         f"({size:.0f} MB), root -> {TRANSITIONS} in-place recipes"
     )
-    print(row("root init (initialize_state + write)", root))
+    print(HEADER)
+    print(row("root init (initialize_state + write)", run["root"]))
     print(
         row(
             "transition (load parent + run + write child)",
             transition,
-            "",
-            f"{transition / pickled:.2f}x pickle floor, {transition / raw:.2f}x raw floor",
+            None,
+            f"{ratio(transition, floor['pickle']):.2f}x pickle floor, "
+            f"{ratio(transition, floor['raw']):.2f}x raw floor",
         )
     )
-    print(row("floor: pickle.dump + pickle.load (proto 5)", pickled))
-    print(row("floor: raw write + readinto of the buffers", raw))
-    print("  peak RSS (ru_maxrss, fresh process; growth over the process after imports)")
+    print(row("floor: pickle.dump + pickle.load (proto 5)", floor["pickle"]))
+    print(row("floor: raw write + readinto of the buffers", floor["raw"]))
+    print("  peak RSS growth (ru_maxrss in a fresh process, over its RSS after imports)")
+    print(rss_line("dagger_wf: root init", run["baseline_mb"], run["peak_after_root_mb"], size))
     print(
-        rss_line("dagger_wf, after root init", run["baseline_mb"], run["peak_after_root_mb"], size)
+        rss_line("dagger_wf: root init, then transitions", run["baseline_mb"], run["peak_mb"], size)
     )
-    print(rss_line("dagger_wf, after transitions", run["baseline_mb"], run["peak_mb"], size))
-    print(rss_line("plain pickle round trip", floor["baseline_mb"], floor["peak_pickle_mb"], size))
+    print(
+        rss_line(
+            "plain pickle: build, dump + load", floor["baseline_mb"], floor["peak_pickle_mb"], size
+        )
+    )
     print()
 
 
 def rss_line(label: str, baseline: float, peak: float, size: float) -> str:
     growth = peak - baseline
-    return f"    {label:<42} +{growth:>7.0f} MB  = {growth / size:.2f}x payload"
+    return f"    {label:<44} {growth:>8.0f} MB = {growth / size:.2f}x payload"
 
 
 # ---------------------------------------------------------------- entry point

@@ -28,6 +28,7 @@ from .errors import (
     TreeNotSpawnedError,
     UnhashablePropertyError,
     UnknownPropertyError,
+    UnknownResourceError,
     UnknownRunnerError,
 )
 from .events import EventKind, RunEvent, RunReport
@@ -71,6 +72,7 @@ __all__ = [
     "TreeNotSpawnedError",
     "UnhashablePropertyError",
     "UnknownPropertyError",
+    "UnknownResourceError",
     "UnknownRunnerError",
     "explain_key",
     "function",

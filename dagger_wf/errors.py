@@ -41,6 +41,10 @@ class RecipeDefinitionError(DaggerError, TypeError):
     """A recipe is used in a way its definition does not allow."""
 
 
+class UnknownResourceError(DaggerError, ValueError):
+    """A recipe's RESOURCES names a key or a value a cluster job cannot take."""
+
+
 class RecipeSourceUnavailableError(DaggerError, RuntimeError):
     """A recipe's source cannot be read, so its code version cannot be computed."""
 

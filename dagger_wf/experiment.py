@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,11 @@ from .store.codec import from_json, to_json
 
 if TYPE_CHECKING:
     from .analysis import StaticExperimentTree
+
+# Set by ``dagger-wf snakefile``: run() writes the workflow (with these arguments) instead.
+EMIT_INSTEAD_OF_RUN: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "EMIT_INSTEAD_OF_RUN", default=None
+)
 
 
 class Experiment:
@@ -120,11 +126,35 @@ class Experiment:
 
         A failing recipe fails only its own subtree; the rest finishes and is stored,
         then the first failure's exception is raised with a note listing all of them.
+        Under ``dagger-wf snakefile SCRIPT`` it emits the Snakemake workflow instead.
         """
+        emit_request = EMIT_INSTEAD_OF_RUN.get()
+        if emit_request is not None:
+            self.emit_snakefile(**emit_request)
+            return RunReport("emitted", ())
         report = self._run_plan(self.plan, scheduler, client, progress)
         self.last_run = report
         report.raise_first_failure()
         return report
+
+    def emit_snakefile(
+        self, snakefile: str | Path = "Snakefile", max_group_size: int | None = None
+    ) -> Path:
+        """Write a Snakemake workflow that computes this tree (instead of running it here).
+
+        ``snakemake --profile profiles/local`` (or ``profiles/slurm``) next to the
+        Snakefile then computes exactly what ``run()`` would, into the same store. States
+        are fused into cluster jobs of at most ``max_group_size`` states (1: one job each).
+        """
+        from .runners.grouping import DEFAULT_GROUP_SIZE
+        from .runners.snakemake import emit_workflow
+
+        if self.root is None:
+            raise TreeNotSpawnedError(
+                "Nothing to emit: call exp.spawn_new_tree(...) to define the root first."
+            )
+        self.save()
+        return emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
 
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
         """Compute one defined state (and its ancestors) and return it, payload loaded."""

@@ -6,7 +6,12 @@ import keyword
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import ForeignPromiseError, RecipeDefinitionError, ReservedPropertyNameError
+from .errors import (
+    ForeignPromiseError,
+    RecipeDefinitionError,
+    ReservedPropertyNameError,
+    UnknownResourceError,
+)
 from .hashing import RecipeIdentity, child_key, recipe_code_version
 from .state import ExperimentStatePromise
 
@@ -23,6 +28,48 @@ def _require_promise(step: object, target: object) -> ExperimentStatePromise:
     return target
 
 
+# What a recipe may ask of a cluster, and the type of each value (Snakemake resource names,
+# as the SLURM executor plugin reads them).
+RESOURCE_TYPES: dict[str, type] = {
+    "runtime": int,  # minutes
+    "mem_mb": int,
+    "mem_mb_per_cpu": int,
+    "disk_mb": int,
+    "cpus_per_task": int,
+    "gpu": int,
+    "gpu_model": str,
+    "gres": str,
+    "constraint": str,
+    "qos": str,
+    "nodes": int,
+    "tasks": int,
+    "slurm_partition": str,
+    "slurm_account": str,
+    "slurm_extra": str,
+}
+
+
+def _validate_resources(cls: type) -> None:
+    resources = cls.RESOURCES
+    if not isinstance(resources, dict):
+        raise UnknownResourceError(
+            f"{cls.__qualname__}.RESOURCES must be a dict such as {{'runtime': 30}}, "
+            f"not {type(resources).__name__}."
+        )
+    for name, value in resources.items():
+        expected = RESOURCE_TYPES.get(name)
+        if expected is None:
+            raise UnknownResourceError(
+                f"{cls.__qualname__}.RESOURCES has unknown key {name!r}; known keys: "
+                f"{sorted(RESOURCE_TYPES)}."
+            )
+        if type(value) is not expected or (expected is int and value < 0):
+            raise UnknownResourceError(
+                f"{cls.__qualname__}.RESOURCES[{name!r}] = {value!r} must be "
+                f"{'a non-negative int' if expected is int else 'a str'}."
+            )
+
+
 class Recipe:
     """A transition from a state to a new child state.
 
@@ -30,13 +77,25 @@ class Recipe:
     key together with the class name and its code version) and implement ``run(state)``,
     which changes the state it is given and returns it. Set ``VERSION`` to pin the code
     version by hand, e.g. when the source cannot be read.
+
+    For cluster runs, ``RESOURCES`` declares what one run needs (keys of
+    :data:`RESOURCE_TYPES`, e.g. ``{"runtime": 30, "mem_mb": 4000, "gpu": 1}``). A recipe
+    with RESOURCES gets a cluster job of its own; one without is fused with its neighbours
+    into one job. ``OWN_JOB = True`` or ``False`` overrides that choice.
     """
 
     PROPERTIES: ClassVar[list[str]] = []
     VERSION: ClassVar[str | None] = None
+    RESOURCES: ClassVar[dict[str, int | str]] = {}
+    OWN_JOB: ClassVar[bool | None] = None
+
+    @classmethod
+    def needs_own_job(cls) -> bool:
+        return bool(cls.RESOURCES) if cls.OWN_JOB is None else cls.OWN_JOB
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _validate_resources(cls)
         reserved = {name for name in dir(Recipe) if not name.startswith("__")}
         for name in cls.PROPERTIES:
             if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):

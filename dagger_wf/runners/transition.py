@@ -154,14 +154,14 @@ def compute_state(
     except Exception as error:
         duration = time.perf_counter() - start
         text = traceback.format_exc()
-        store.write_failure(_failure_record(planned, state_class, details, duration, error, text))
+        store.write_failure(failure_record(planned, state_class, details, duration, error, text))
         return RunEvent(
             run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text
         )
     return RunEvent(run_id, planned.key, EventKind.RAN, label, details["duration_s"])
 
 
-def _failure_record(
+def failure_record(
     planned: PlannedState,
     state_class: type,
     details: dict[str, Any],
@@ -189,11 +189,12 @@ def apply_function(
     key: str,
     state_class: type,
     function: Function,
-    state_event: RunEvent,
+    state_event: RunEvent | None,
     run_id: str,
 ) -> RunEvent:
-    """Run ``function`` on the stored state ``key`` (always, cached or not)."""
-    if state_event.kind in (*FAILURES, *SKIPS):
+    """Run ``function`` on the stored state ``key`` (always, cached or not), unless the
+    event of computing that state says it failed (None: the state is known to be done)."""
+    if state_event is not None and state_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(run_id, key, EventKind.FUNCTION_SKIPPED, repr(function))
     start = time.perf_counter()
     try:

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import IO, Any
 
 TEMPORARY_SUFFIX = ".partial"
+# mkstemp creates files readable by their owner only; finished files follow the umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -25,6 +28,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,0 +1,140 @@
+"""Compile a plan to a Snakemake workflow: every state a file target, a few generic rules.
+
+The Snakefile names no state: it reads ``workflow/manifest.json`` (parent, group of each
+state) from the store, and ``workflow/specs.pkl`` carries the recipes themselves,
+cloudpickled, so a job on any node of a shared file system rebuilds exactly the recipe
+the user defined. Only keys (hex), fixed names and declared RESOURCES reach the
+Snakefile, each through :func:`quote`; property values never do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..plan import Plan
+from ..store import ExperimentStore
+from ..store.atomic import atomic_write, atomic_write_json
+from .grouping import DEFAULT_GROUP_SIZE, assign_groups
+
+WORKFLOW_DIRECTORY = "workflow"
+MANIFEST_FILE = f"{WORKFLOW_DIRECTORY}/manifest.json"
+SPECS_FILE = f"{WORKFLOW_DIRECTORY}/specs.pkl"
+SETTINGS_SUFFIX = ".dagger_wf.yaml"
+DEFAULT_RULE = "state"
+
+
+@dataclasses.dataclass(frozen=True)
+class StateRule:
+    """One generic rule: the states whose recipes need the same resources."""
+
+    name: str
+    threads: int
+    resources: dict[str, int | str]
+    keys: tuple[str, ...] = ()  # empty: every state no other rule claims
+
+
+def quote(value: object) -> str:
+    """The one way a value enters the Snakefile: a Python literal that cannot break out."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"only ints and strings go into a Snakefile, not {value!r}")
+    return json.dumps(value, ensure_ascii=True)
+
+
+def plan_rules(plan: Plan) -> list[StateRule]:
+    """A rule per distinct RESOURCES declaration, most specific first, the default last."""
+    keys_by_resources: dict[tuple, list[str]] = {}
+    for key, planned in plan.states.items():
+        resources = planned.recipe.RESOURCES if planned.recipe is not None else {}
+        if resources:
+            keys_by_resources.setdefault(tuple(sorted(resources.items())), []).append(key)
+    rules = [
+        StateRule(
+            f"{DEFAULT_RULE}_{index}",
+            int(dict(signature).get("cpus_per_task", 1)),
+            dict(signature),
+            tuple(keys),
+        )
+        for index, (signature, keys) in enumerate(sorted(keys_by_resources.items()))
+    ]
+    return [*rules, StateRule(DEFAULT_RULE, 1, {})]
+
+
+def render_snakefile(rules: list[StateRule], settings_file: str) -> str:
+    """The Snakefile's text: a pure function of the rules."""
+    import importlib.resources
+
+    import jinja2
+
+    from .. import __version__
+
+    environment = jinja2.Environment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    environment.filters["quote"] = quote
+    template_text = (
+        importlib.resources.files("dagger_wf.templates").joinpath("Snakefile.j2").read_text()
+    )
+    return environment.from_string(template_text).render(
+        version=__version__,
+        settings_file=settings_file,
+        manifest_file=MANIFEST_FILE,
+        rules=rules,
+    )
+
+
+def build_manifest(plan: Plan, groups: dict[str, str]) -> dict[str, Any]:
+    children = {planned.parent_key for planned in plan.states.values()}
+    return {
+        "format": 1,
+        "states": {
+            key: {"parent": planned.parent_key, "group": groups[key]}
+            for key, planned in plan.states.items()
+        },
+        "targets": [key for key in plan.states if key not in children],
+        "evaluated": [key for key, planned in plan.states.items() if planned.functions],
+    }
+
+
+def _specs_bytes(plan: Plan) -> bytes:
+    """Two pickles: the import path of the emitting process, then the plan itself.
+
+    Recipes from the user's own modules are pickled by reference; the job puts this
+    import path in front of its own so that it finds those modules where they were.
+    """
+    python_path = [str(Path(entry or ".").absolute()) for entry in sys.path]
+    stream = io.BytesIO()
+    pickle.dump(python_path, stream, protocol=5)
+    cloudpickle.dump(plan, stream, protocol=5)
+    return stream.getvalue()
+
+
+def emit_workflow(
+    plan: Plan,
+    store: ExperimentStore,
+    snakefile: str | Path = "Snakefile",
+    max_group_size: int = DEFAULT_GROUP_SIZE,
+) -> Path:
+    """Write the Snakefile (and its settings beside it) and the store's workflow files."""
+    snakefile = Path(snakefile).absolute()
+    settings = snakefile.with_name(snakefile.name + SETTINGS_SUFFIX)
+    specs = _specs_bytes(plan)
+    atomic_write(store.directory / SPECS_FILE, lambda file: file.write(specs))
+    groups = assign_groups(plan, max_group_size)
+    atomic_write_json(store.directory / MANIFEST_FILE, build_manifest(plan, groups))
+    settings_text = json.dumps({"store": str(store.directory)}, ensure_ascii=True)
+    atomic_write(settings, lambda file: file.write(settings_text.encode("ascii")))
+    text = render_snakefile(plan_rules(plan), settings.name)
+    atomic_write(snakefile, lambda file: file.write(text.encode("ascii")))
+    return snakefile
