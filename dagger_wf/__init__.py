@@ -12,6 +12,7 @@ from .errors import (
     DaggerWarning,
     ForeignPromiseError,
     InvalidNodeSetOperandError,
+    InvalidTagError,
     MissingPropertyError,
     NotAnExperimentError,
     OverlappingAttributesError,
@@ -21,6 +22,7 @@ from .errors import (
     RecipeSourceUnavailableError,
     ReservedPropertyNameError,
     SlimStateError,
+    StandInStateClassWarning,
     StateClassMismatchError,
     StateNotComputedError,
     StateNotFoundError,
@@ -30,6 +32,7 @@ from .errors import (
     UnknownPropertyError,
     UnknownResourceError,
     UnknownRunnerError,
+    WorkerLostError,
 )
 from .events import EventKind, RunEvent, RunReport
 from .experiment import Experiment
@@ -51,6 +54,7 @@ __all__ = [
     "ForeignPromiseError",
     "Function",
     "InvalidNodeSetOperandError",
+    "InvalidTagError",
     "MissingPropertyError",
     "NodeSet",
     "NotAnExperimentError",
@@ -64,6 +68,7 @@ __all__ = [
     "RunEvent",
     "RunReport",
     "SlimStateError",
+    "StandInStateClassWarning",
     "StateClassMismatchError",
     "StateNotComputedError",
     "StateNotFoundError",
@@ -74,6 +79,7 @@ __all__ = [
     "UnknownPropertyError",
     "UnknownResourceError",
     "UnknownRunnerError",
+    "WorkerLostError",
     "explain_key",
     "function",
 ]

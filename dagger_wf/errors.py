@@ -57,6 +57,10 @@ class RecipeFailedError(DaggerError, RuntimeError):
     """A recipe or Function failed and its own exception could not be carried back."""
 
 
+class WorkerLostError(DaggerError, RuntimeError):
+    """A worker process died and the state it was computing could not be told."""
+
+
 class TreeAlreadySpawnedError(DaggerError, RuntimeError):
     """``spawn_new_tree`` was called twice on one Experiment."""
 
@@ -97,6 +101,10 @@ class UnknownRunnerError(DaggerError, ValueError):
     """A runner or scheduler name is not one dagger_wf knows."""
 
 
+class InvalidTagError(DaggerError, TypeError):
+    """A tag that is not a string."""
+
+
 class InvalidNodeSetOperandError(DaggerError, TypeError):
     """A NodeSet was combined with something that is not a NodeSet."""
 
@@ -107,3 +115,7 @@ class DaggerWarning(UserWarning):
 
 class CorruptStateWarning(DaggerWarning):
     """A corrupt state file was skipped while the rest of the tree loaded."""
+
+
+class StandInStateClassWarning(DaggerWarning):
+    """The state class of a restored experiment could not be imported."""

@@ -10,7 +10,7 @@ import dataclasses
 import enum
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     RAN = "ran"
     CACHED = "cached"
     FAILED = "failed"

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    InvalidTagError,
     MissingPropertyError,
+    StandInStateClassWarning,
     StateClassMismatchError,
+    StateNotFoundError,
     TreeAlreadySpawnedError,
     TreeNotSpawnedError,
     UnknownPropertyError,
@@ -62,7 +66,14 @@ class Experiment:
     @contextlib.contextmanager
     def tag(self, tag: str | list[str]) -> Iterator[None]:
         """Label every state defined inside the block with ``tag`` (nestable)."""
-        added = [tag] if isinstance(tag, str) else list(tag)
+        added = (
+            [tag] if isinstance(tag, str) else list(tag) if isinstance(tag, list | tuple) else None
+        )
+        if added is None or not all(isinstance(item, str) for item in added):
+            raise InvalidTagError(
+                f"exp.tag() takes a string or a list of strings, not {tag!r}; write e.g. "
+                f'exp.tag(f"lr:{{lr}}").'
+            )
         before = list(self.plan.current_tags)
         self.plan.current_tags.extend(added)
         try:
@@ -92,19 +103,18 @@ class Experiment:
                 "so it identifies the tree, or drop it."
             )
         key = root_key(cls, experiment_arguments)
-        root = cls()
-        root.__dict__.update(experiment_arguments)
-        root.experiment_object = self
-        root.root_state = True
-        root._sha = key
-        root._directory = self.directory
-        self.root = root
+        self.root = cls.new_root(experiment_arguments, key, self.directory, self)
         self.experiment_arguments = dict(experiment_arguments)
         self.plan.add_root(key, dict(experiment_arguments))
         return ExperimentStatePromise(self, key)
 
     def defined_state(self, key: str) -> ExperimentState:
         """The (not computed) state object the plan defines for ``key``."""
+        if key not in self.plan.states:
+            raise StateNotFoundError(
+                f"No state {key[:12]} is defined in this experiment; use a key of a promise "
+                "it returned (promise.key)."
+            )
         planned = self.plan.states[key]
         if planned.parent_key is None:
             return self.root
@@ -115,6 +125,7 @@ class Experiment:
         """The pending Dask ``Delayed`` of every leaf state and Function call."""
         from .runners.dask import leaf_delayeds
 
+        self.save()
         return leaf_delayeds(self.plan, self.store)
 
     # ------------------------------------------------------------ running
@@ -158,11 +169,8 @@ class Experiment:
 
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
         """Compute one defined state (and its ancestors) and return it, payload loaded."""
-        self._run_plan(self.plan.lineage(key), scheduler, None, None).raise_first_failure()
-        if self.root is not None and key == self.root.sha():
-            self.root.restore()
-            return self.root
         state = self.defined_state(key)
+        self._run_plan(self.plan.lineage(key), scheduler, None, None).raise_first_failure()
         state.restore()
         return state
 
@@ -175,8 +183,8 @@ class Experiment:
             raise TreeNotSpawnedError(
                 "Nothing to run: call exp.spawn_new_tree(...) to define the root first."
             )
-        self.save()
         runner = get_runner("dask", scheduler=scheduler, client=client, progress=progress)
+        self.save()
         return runner.run(plan, self.store)
 
     def save(self) -> None:
@@ -185,16 +193,13 @@ class Experiment:
         roots: list[str] = []
         if self.store.is_experiment():
             roots = self.store.read_experiment().get("roots", [])
-        root_key_ = self.root.sha() if self.root is not None else None
-        if root_key_ is not None and root_key_ not in roots:
-            roots.append(root_key_)
+        current_root = self.root.sha() if self.root is not None else None
+        if current_root is not None and current_root not in roots:
+            roots.append(current_root)
         self.store.write_experiment(
             {
-                "state_class": cls.__qualname__,
-                "state_module": module_name(cls),
-                "properties": list(cls.PROPERTIES),
-                "nonhashed_attributes": list(cls.NONHASHED_ATTRIBUTES),
-                "root": root_key_,
+                **_state_class_description(cls),
+                "root": current_root,
                 "roots": roots,
                 "experiment_arguments": to_json(self.experiment_arguments),
             }
@@ -225,31 +230,65 @@ class Experiment:
         return experiment
 
 
+def _state_class_description(cls: type) -> dict[str, Any]:
+    """What identifies the state class of an experiment directory.
+
+    ``state_module`` names it as keys do (a script by its file name); ``import_module``
+    is where to import it from, or None for a script run directly, which is never
+    imported again (that would run the script)."""
+    return {
+        "state_class": cls.__qualname__,
+        "state_module": module_name(cls),
+        "import_module": None if cls.__module__ == "__main__" else cls.__module__,
+        "properties": list(cls.PROPERTIES),
+        "nonhashed_attributes": list(cls.NONHASHED_ATTRIBUTES),
+    }
+
+
 def _check_state_class(store: ExperimentStore, state_class: type) -> None:
-    stored = store.read_experiment()["state_class"]
-    if stored != state_class.__qualname__:
+    stored = store.read_experiment()
+    expected = _state_class_description(state_class)
+    names = ("state_class", "state_module", "properties", "nonhashed_attributes")
+    differences = [
+        f"{name}: stored {stored.get(name)!r}, given {expected[name]!r}"
+        for name in names
+        if stored.get(name) != expected[name]
+    ]
+    if differences:
         raise StateClassMismatchError(
-            f"{store.directory} holds an experiment of state class {stored!r}, not "
-            f"{state_class.__qualname__!r}. Pass state_class={stored}, or use another "
-            "directory for this experiment."
+            f"{store.directory} holds an experiment of another state class "
+            f"({'; '.join(differences)}). Pass state_class={stored.get('state_class')} "
+            "as it was, or use another directory for this experiment."
         )
 
 
 def _stored_state_class(info: dict[str, Any]) -> type[ExperimentState]:
     """The class that wrote the experiment if it can be imported, else a stand-in that
     declares the same PROPERTIES and NONHASHED_ATTRIBUTES (enough for analysis)."""
-    with contextlib.suppress(ImportError, AttributeError):
-        found: Any = importlib.import_module(info["state_module"])
-        for part in info["state_class"].split("."):
-            found = getattr(found, part)
-        if isinstance(found, type) and issubclass(found, ExperimentState):
-            return found
+    import_module = info.get("import_module")
+    if import_module is not None:
+        try:
+            found: Any = importlib.import_module(import_module)
+            for part in info["state_class"].split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError) as error:
+            warnings.warn(
+                f"Cannot import the state class {import_module}.{info['state_class']} "
+                f"({error}); restoring with a stand-in class that has its PROPERTIES and "
+                "NONHASHED_ATTRIBUTES. Pass state_class=... to use your own.",
+                StandInStateClassWarning,
+                stacklevel=3,
+            )
+        else:
+            if isinstance(found, type) and issubclass(found, ExperimentState):
+                return found
     stand_in = type(
         info["state_class"].rsplit(".", 1)[-1],
         (ExperimentState,),
         {
             "PROPERTIES": list(info["properties"]),
             "NONHASHED_ATTRIBUTES": list(info["nonhashed_attributes"]),
+            "__module__": info["state_module"],
         },
     )
     stand_in.__qualname__ = info["state_class"]

@@ -24,8 +24,10 @@ import inspect
 import io
 import json
 import math
+import os
 import pathlib
 import sys
+import sysconfig
 import textwrap
 import tokenize
 import types
@@ -39,11 +41,29 @@ Encoded = Any  # a JSON-compatible nested list, headed by its kind
 
 @dataclasses.dataclass(frozen=True)
 class RecipeIdentity:
-    """What of a recipe enters its children's keys."""
+    """What made a state: the recipe's class, property values and code version.
+
+    Fixed when the recipe is applied, so changing the recipe object afterwards changes
+    nothing. Its properties read as attributes too (``state.recipe.lr``), as on the live
+    recipe. ``module`` is shown, not hashed.
+    """
 
     class_name: str
+    module: str
     properties: Mapping[str, object]
     code_version: str
+
+    def __getattr__(self, name: str) -> Any:
+        properties = self.__dict__.get("properties", {})
+        if name in properties:
+            return properties[name]
+        owner = self.__dict__.get("class_name", "RecipeIdentity")
+        raise AttributeError(f"recipe {owner} has no property {name!r}")
+
+
+def identity_of(recipe: Any) -> RecipeIdentity:
+    """The identity of a live recipe, or the stored identity itself."""
+    return recipe if isinstance(recipe, RecipeIdentity) else recipe.identity()
 
 
 class _Unhashable(Exception):
@@ -53,11 +73,23 @@ class _Unhashable(Exception):
 # ---------------------------------------------------------------- values
 
 
-@functools.singledispatch
 def encode_value(value: object) -> Encoded:
-    """Encode ``value`` canonically; raise ``_Unhashable`` for values with no stable form."""
-    if _register_lazy_support(type(value)):
-        return encode_value(value)
+    """Encode ``value`` canonically; raise ``_Unhashable`` for values with no stable form.
+
+    The encoding of a value never depends on what was encoded before: numpy and torch
+    support is registered before any dispatch once they are imported (``np.float64`` is
+    a ``float`` subclass and must not be encoded as one merely because no array was seen
+    yet), and enums are encoded as enums even when they subclass int or str.
+    """
+    if _LAZY_REGISTRARS:
+        _register_imported_libraries()
+    if isinstance(value, enum.Enum):
+        return ["enum", _qualified_name(type(value)), value.name]
+    return _encode(value)
+
+
+@functools.singledispatch
+def _encode(value: object) -> Encoded:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = [[f.name, encode_value(getattr(value, f.name))] for f in dataclasses.fields(value)]
         return ["dataclass", _qualified_name(type(value)), fields]
@@ -66,103 +98,96 @@ def encode_value(value: object) -> Encoded:
     )
 
 
-@encode_value.register(type(None))
+@_encode.register(type(None))
 def _(value: None) -> Encoded:
     return ["None"]
 
 
-@encode_value.register(bool)
+@_encode.register(bool)
 def _(value: bool) -> Encoded:
     return ["bool", value]
 
 
-@encode_value.register(int)
+@_encode.register(int)
 def _(value: int) -> Encoded:
     return ["int", str(value)]
 
 
-@encode_value.register(float)
+@_encode.register(float)
 def _(value: float) -> Encoded:
     return ["float", "nan" if math.isnan(value) else value.hex()]
 
 
-@encode_value.register(str)
+@_encode.register(str)
 def _(value: str) -> Encoded:
     return ["str", value]
 
 
-@encode_value.register(bytes)
-@encode_value.register(bytearray)
+@_encode.register(bytes)
+@_encode.register(bytearray)
 def _(value: bytes | bytearray) -> Encoded:
     return ["bytes", bytes(value).hex()]
 
 
-@encode_value.register(list)
+@_encode.register(list)
 def _(value: list) -> Encoded:
     return ["list", [encode_value(item) for item in value]]
 
 
-@encode_value.register(tuple)
+@_encode.register(tuple)
 def _(value: tuple) -> Encoded:
     return ["tuple", [encode_value(item) for item in value]]
 
 
-@encode_value.register(dict)
+@_encode.register(dict)
 def _(value: dict) -> Encoded:
     pairs = [[encode_value(k), encode_value(v)] for k, v in value.items()]
     return ["dict", sorted(pairs, key=lambda pair: _canonical_json(pair[0]))]
 
 
-@encode_value.register(set)
-@encode_value.register(frozenset)
+@_encode.register(set)
+@_encode.register(frozenset)
 def _(value: set | frozenset) -> Encoded:
     return ["set", sorted((encode_value(item) for item in value), key=_canonical_json)]
 
 
-@encode_value.register(enum.Enum)
-def _(value: enum.Enum) -> Encoded:
-    return ["enum", _qualified_name(type(value)), value.name]
-
-
-@encode_value.register(pathlib.PurePath)
+@_encode.register(pathlib.PurePath)
 def _(value: pathlib.PurePath) -> Encoded:
     return ["path", value.as_posix()]
 
 
-@encode_value.register(type)
+@_encode.register(type)
 def _(value: type) -> Encoded:
     return ["class", _qualified_name(value)]
 
 
-@encode_value.register(types.FunctionType)
-@encode_value.register(types.BuiltinFunctionType)
+@_encode.register(types.FunctionType)
+@_encode.register(types.BuiltinFunctionType)
 def _(value: Callable) -> Encoded:
     return ["function", _qualified_name(value)]
 
 
-def _register_lazy_support(cls: type) -> bool:
-    """Register numpy/torch encoders the first time one of their values is seen.
+def _register_imported_libraries() -> None:
+    """Register numpy/torch encoders once the user has imported them.
 
     ``import dagger_wf`` must not import numpy or torch; a value of theirs can only
-    exist once the user imported them, so registration waits until then.
+    exist once the user imported them.
     """
-    top_module = cls.__module__.split(".")[0]
-    registrar = _LAZY_REGISTRARS.pop(top_module, None)
-    if registrar is None:
-        return False
-    registrar()
-    return encode_value.dispatch(cls) is not encode_value.dispatch(object)
+    for name in [name for name in _LAZY_REGISTRARS if name in sys.modules]:
+        _LAZY_REGISTRARS.pop(name)()
 
 
 def _register_numpy() -> None:
     import numpy as np
 
-    @encode_value.register(np.generic)
+    @_encode.register(np.generic)
     def _(value: np.generic) -> Encoded:
         return ["numpy.scalar", value.dtype.str, encode_value(value.item())]
 
-    @encode_value.register(np.ndarray)
+    @_encode.register(np.ndarray)
     def _(value: np.ndarray) -> Encoded:
+        if value.dtype.hasobject:
+            raise _Unhashable("an array of Python objects has no canonical encoding")
         contiguous = np.ascontiguousarray(value)
         digest = hashlib.sha256(contiguous.view(np.uint8).reshape(-1)).hexdigest()
         return ["numpy.ndarray", value.dtype.str, list(value.shape), digest]
@@ -171,14 +196,14 @@ def _register_numpy() -> None:
 def _register_torch() -> None:
     import torch
 
-    @encode_value.register(torch.Tensor)
+    @_encode.register(torch.Tensor)
     def _(value: torch.Tensor) -> Encoded:
         flat = value.detach().cpu().contiguous().reshape(-1)
         digest = hashlib.sha256(flat.view(torch.uint8).numpy()).hexdigest()
         return ["torch.tensor", str(value.dtype), list(value.shape), digest]
 
-    @encode_value.register(torch.dtype)
-    @encode_value.register(torch.device)
+    @_encode.register(torch.dtype)
+    @_encode.register(torch.device)
     def _(value: object) -> Encoded:
         return [f"torch.{type(value).__name__}", str(value)]
 
@@ -196,10 +221,14 @@ def module_name(obj: type | Callable) -> str:
     instead gives the same name whether the file is run or imported.
     """
     module = getattr(obj, "__module__", None) or "?"
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-        module = pathlib.Path(main_file).stem if main_file else module
-    return module
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:  # python -m package.script
+        return spec.name.removesuffix(".__main__")
+    main_file = getattr(main, "__file__", None)
+    return pathlib.Path(main_file).stem if main_file else module
 
 
 def _qualified_name(obj: type | Callable) -> str:
@@ -228,18 +257,20 @@ def digest(kind: str, *ingredients: Encoded) -> str:
 
 def encode_properties(owner: str, values: Mapping[str, object]) -> Encoded:
     """Encode named property values, naming the property and owner when one cannot be."""
-    encoded = []
-    for name in sorted(values):
-        try:
-            encoded.append([name, encode_value(values[name])])
-        except _Unhashable as reason:
-            raise UnhashablePropertyError(
-                f"{owner} property {name!r} = {values[name]!r} cannot be part of a cache "
-                f"key: {reason}. Use a plain value (number, string, list, dict, enum, "
-                "dataclass, module-level function or class), or move it to "
-                "NONHASHED_ATTRIBUTES if it should not identify the state."
-            ) from None
-    return encoded
+    return [[name, _encode_property(owner, name, values[name])] for name in sorted(values)]
+
+
+def _encode_property(owner: str, name: str, value: object) -> Encoded:
+    try:
+        return encode_value(value)
+    except (_Unhashable, RecursionError) as error:
+        reason = error if isinstance(error, _Unhashable) else "it contains itself"
+        raise UnhashablePropertyError(
+            f"{owner} property {name!r} = {value!r} cannot be part of a cache key: "
+            f"{reason}. Use a plain value (number, string, list, dict, enum, dataclass, "
+            "module-level function or class), or move it to NONHASHED_ATTRIBUTES if it "
+            "should not identify the state."
+        ) from None
 
 
 # ---------------------------------------------------------------- code version
@@ -259,10 +290,27 @@ def recipe_code_version(recipe_class: type) -> str:
 
 
 def _user_classes(recipe_class: type) -> Iterable[type]:
+    """The classes of the MRO written by the user: not dagger_wf's, not the standard
+    library's, not an installed package's (their source may differ between Python
+    versions, or not exist, and their behaviour is pinned by the environment)."""
     for cls in recipe_class.__mro__:
-        if cls is object or cls.__module__.split(".")[0] == "dagger_wf":
-            continue
-        yield cls
+        if not _is_installed_code(cls):
+            yield cls
+
+
+@functools.cache
+def _installed_code_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]}
+    roots.add(str(pathlib.Path(__file__).parent))  # dagger_wf itself, however installed
+    return tuple(str(pathlib.Path(root).resolve()) + os.sep for root in roots)
+
+
+def _is_installed_code(cls: type) -> bool:
+    source = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if source is None:  # a C type has no Python methods; a class made by exec() has
+        return not any(isinstance(value, types.FunctionType) for value in vars(cls).values())
+    return str(pathlib.Path(source).resolve()).startswith(_installed_code_roots())
 
 
 @functools.cache
@@ -298,9 +346,18 @@ def _docstring_starts(source: str) -> set[tuple[int, int]]:
 
 
 def _meaningful_tokens(source: str) -> Iterable[str]:
+    """Tokens of ``source`` that carry meaning, in a layout-free canonical spelling.
+
+    Dropped: comments, blank and continuation lines, docstrings, and the trailing comma
+    of a multi-element bracket (ruff's "magic trailing comma"). Strings are respelled
+    canonically (``'a'`` is ``"a"``). Indentation and statement ends are kept as markers,
+    since they carry meaning. Redundant parentheses still count.
+    """
     docstrings = _docstring_starts(source)
     lines = source.splitlines(keepends=True)
-    skipping_docstring = False
+    emitted: list[str] = []
+    commas_per_bracket: list[int] = []
+    in_docstring = False
     fstring_start: tuple[int, int] | None = None
     fstring_depth = 0
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -314,20 +371,44 @@ def _meaningful_tokens(source: str) -> Iterable[str]:
             if name == "FSTRING_END":
                 fstring_depth -= 1
                 if not fstring_depth:
-                    yield _source_slice(lines, fstring_start, token.end)
+                    emitted.append(_source_slice(lines, fstring_start, token.end))
                     fstring_start = None
             continue
-        if token.type == tokenize.STRING and token.start in docstrings:
-            skipping_docstring = True
-        if skipping_docstring:
-            skipping_docstring = token.type != tokenize.NEWLINE
+        if token.type == tokenize.STRING and (in_docstring or token.start in docstrings):
+            in_docstring = True
             continue
+        in_docstring = False
         if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER):
             continue
+        text = token.string
         if token.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE):
-            yield f"<{name}>"
-        else:
-            yield token.string
+            text = f"<{name}>"
+        elif token.type == tokenize.STRING:
+            text = _canonical_string(text)
+        elif text in "([{":
+            commas_per_bracket.append(0)
+        elif text == "," and commas_per_bracket:
+            commas_per_bracket[-1] += 1
+        elif text in ")]}":
+            _drop_magic_trailing_comma(emitted, commas_per_bracket)
+        emitted.append(text)
+    return emitted
+
+
+def _drop_magic_trailing_comma(emitted: list[str], commas_per_bracket: list[int]) -> None:
+    """At a closing bracket: drop a trailing comma after two or more elements (a layout
+    choice), never the comma of a one-element tuple (which makes it a tuple)."""
+    commas = commas_per_bracket.pop() if commas_per_bracket else 0
+    if commas > 1 and emitted[-1:] == [","]:
+        emitted.pop()
+
+
+def _canonical_string(literal: str) -> str:
+    """One spelling per string value; f-strings (not literals) stay as written."""
+    try:
+        return repr(ast.literal_eval(literal))
+    except (ValueError, SyntaxError):
+        return literal
 
 
 def _source_slice(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str:
@@ -373,7 +454,7 @@ def explain_key(state: Any) -> list[str]:
     if state.recipe is None:
         ingredients = root_key_ingredients(type(state), state.property_values())
     else:
-        ingredients = child_key_ingredients(state.parent_sha, state.recipe.identity())
+        ingredients = child_key_ingredients(state.parent_sha, identity_of(state.recipe))
     lines = [f"key {state.sha()}"]
     lines += [f"  {name}: {_canonical_json(value)}" for name, value in ingredients.items()]
     return lines

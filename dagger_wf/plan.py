@@ -6,6 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .hashing import RecipeIdentity
     from .recipe import Function, Recipe
 
 
@@ -16,6 +17,7 @@ class PlannedState:
     key: str
     parent_key: str | None
     recipe: Recipe | None
+    identity: RecipeIdentity | None = None  # the recipe's, fixed when it was applied
     tags: set[str] = dataclasses.field(default_factory=set)
     functions: list[Function] = dataclasses.field(default_factory=list)
     root_properties: dict[str, Any] | None = None
@@ -32,8 +34,10 @@ class Plan:
     def add_root(self, key: str, properties: dict[str, Any]) -> PlannedState:
         return self._add(PlannedState(key, None, None, root_properties=properties))
 
-    def add_child(self, key: str, parent_key: str, recipe: Recipe) -> PlannedState:
-        return self._add(PlannedState(key, parent_key, recipe))
+    def add_child(
+        self, key: str, parent_key: str, recipe: Recipe, identity: RecipeIdentity
+    ) -> PlannedState:
+        return self._add(PlannedState(key, parent_key, recipe, identity))
 
     def _add(self, planned: PlannedState) -> PlannedState:
         existing = self.states.setdefault(planned.key, planned)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import keyword
+import copy
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import (
-    ForeignPromiseError,
-    RecipeDefinitionError,
-    ReservedPropertyNameError,
-    UnknownResourceError,
-)
-from .hashing import RecipeIdentity, child_key, recipe_code_version
+from .declarations import check_declared_names, public_names
+from .errors import ForeignPromiseError, RecipeDefinitionError, UnknownResourceError
+from .hashing import RecipeIdentity, child_key, module_name, recipe_code_version
 from .state import ExperimentStatePromise
 
 if TYPE_CHECKING:
@@ -96,18 +93,9 @@ class Recipe:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _validate_resources(cls)
-        reserved = {name for name in dir(Recipe) if not name.startswith("__")}
-        for name in cls.PROPERTIES:
-            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-                raise ReservedPropertyNameError(
-                    f"{cls.__qualname__}.PROPERTIES holds {name!r}, which is not a valid "
-                    "attribute name."
-                )
-            if name in reserved:
-                raise ReservedPropertyNameError(
-                    f"{cls.__qualname__}.PROPERTIES declares {name!r}, a name Recipe uses "
-                    "itself; rename it."
-                )
+        # A stored state's recipe is its RecipeIdentity: its field names are taken too.
+        reserved = public_names(Recipe) | {f.name for f in dataclasses.fields(RecipeIdentity)}
+        check_declared_names(cls, "PROPERTIES", cls.PROPERTIES, reserved)
 
     def run(self, state: ExperimentState) -> ExperimentState:
         raise NotImplementedError(f"{type(self).__qualname__} must implement run(state)")
@@ -122,16 +110,27 @@ class Recipe:
         return {name: getattr(self, name) for name in self.PROPERTIES}
 
     def identity(self) -> RecipeIdentity:
-        """What of this recipe enters its children's keys."""
+        """What of this recipe enters its children's keys (and is stored with them)."""
         return RecipeIdentity(
-            type(self).__qualname__, self.property_values(), recipe_code_version(type(self))
+            type(self).__qualname__,
+            module_name(type(self)),
+            self.property_values(),
+            recipe_code_version(type(self)),
         )
 
     def __call__(self, promise: ExperimentStatePromise) -> ExperimentStatePromise:
-        """Define (not run) the state this recipe makes from ``promise``."""
+        """Define (not run) the state this recipe makes from ``promise``.
+
+        The recipe is copied as it is now: changing it afterwards (to apply it again
+        with other values) does not change the state defined here.
+        """
         promise = _require_promise(self, promise)
-        key = child_key(promise.key, self.identity())
-        promise.experiment_object.plan.add_child(key, promise.key, self)
+        key = child_key(promise.key, self.identity())  # names an unhashable property
+        frozen = copy.copy(self)
+        for name in self.PROPERTIES:
+            setattr(frozen, name, copy.deepcopy(getattr(self, name)))
+        identity = frozen.identity()
+        promise.experiment_object.plan.add_child(key, promise.key, frozen, identity)
         return ExperimentStatePromise(promise.experiment_object, key)
 
     def __repr__(self) -> str:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import keyword
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import (
-    OverlappingAttributesError,
-    ReservedPropertyNameError,
-    SlimStateError,
-    StateNotComputedError,
-)
-from .hashing import child_key, root_key
+from .declarations import check_declared_names, public_names
+from .errors import OverlappingAttributesError, SlimStateError, StateNotComputedError
+from .hashing import RecipeIdentity, child_key, identity_of, root_key
 
 if TYPE_CHECKING:
     from .experiment import Experiment
     from .recipe import Recipe
-    from .store import ExperimentStore, RecipeRecord, StateRecord
+    from .store import ExperimentStore, StateRecord
 
 # Attributes every state carries for dagger_wf itself; never part of the payload.
 BOOKKEEPING_ATTRIBUTES = frozenset(
@@ -45,21 +40,9 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
 def _validate_declared_names(cls: type) -> None:
     properties = list(cls.PROPERTIES)
     nonhashed = list(cls.NONHASHED_ATTRIBUTES)
-    reserved = BOOKKEEPING_ATTRIBUTES | {
-        name for name in dir(ExperimentState) if not name.startswith("__")
-    }
-    for declaration, names in (("PROPERTIES", properties), ("NONHASHED_ATTRIBUTES", nonhashed)):
-        for name in names:
-            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-                raise ReservedPropertyNameError(
-                    f"{cls.__qualname__}.{declaration} holds {name!r}, which is not a valid "
-                    "attribute name; use plain identifiers such as 'model_name'."
-                )
-            if name in reserved:
-                raise ReservedPropertyNameError(
-                    f"{cls.__qualname__}.{declaration} declares {name!r}, which dagger_wf "
-                    f"uses itself on every state; rename it (e.g. '{name}_value')."
-                )
+    reserved = BOOKKEEPING_ATTRIBUTES | public_names(ExperimentState)
+    check_declared_names(cls, "PROPERTIES", properties, reserved)
+    check_declared_names(cls, "NONHASHED_ATTRIBUTES", nonhashed, reserved)
     overlap = sorted(set(properties) & set(nonhashed))
     if overlap:
         raise OverlappingAttributesError(
@@ -91,7 +74,7 @@ class ExperimentState:
         self.from_cache = False
         self.root_state = False
         self.slim_loaded = False
-        self.recipe: Recipe | RecipeRecord | None = None
+        self.recipe: Recipe | RecipeIdentity | None = None
         self.tags: list[str] = []
         self.parent: ExperimentState | None = None
         self.children: set[ExperimentState] = set()
@@ -113,7 +96,7 @@ class ExperimentState:
         if self._sha is not None:
             return self._sha
         if self.recipe is not None and self.parent_sha is not None:
-            return child_key(self.parent_sha, self.recipe.identity())
+            return child_key(self.parent_sha, identity_of(self.recipe))
         return root_key(type(self), self.property_values())
 
     def property_values(self) -> dict[str, Any]:
@@ -122,8 +105,10 @@ class ExperimentState:
     def payload(self) -> dict[str, Any]:
         """Everything stored apart from the metadata: the NONHASHED_ATTRIBUTES and any
         other attribute a recipe set."""
-        excluded = BOOKKEEPING_ATTRIBUTES | set(self.PROPERTIES)
-        return {name: value for name, value in self.__dict__.items() if name not in excluded}
+        return {name: value for name, value in self.__dict__.items() if self._in_payload(name)}
+
+    def _in_payload(self, name: str) -> bool:
+        return name not in BOOKKEEPING_ATTRIBUTES and name not in self.PROPERTIES
 
     @property
     def status(self) -> str:
@@ -151,12 +136,13 @@ class ExperimentState:
 
     @property
     def root(self) -> ExperimentState:
-        if self.experiment_object is not None and self.experiment_object.root is not None:
-            return self.experiment_object.root
+        """The root this state descends from (its experiment's root when not linked)."""
         state = self
         while state.parent is not None:
             state = state.parent
-        return state
+        if state.root_state or self.experiment_object is None:
+            return state
+        return self.experiment_object.root or state
 
     def new_state(self, recipe: Recipe | None = None) -> ExperimentState:
         """A child of this state: PROPERTIES and NONHASHED_ATTRIBUTES are inherited (by
@@ -183,22 +169,32 @@ class ExperimentState:
         return ExperimentStore(self.directory)
 
     def save(self) -> None:
-        """Store this state (payload, then metadata), running the save hooks around it."""
-        from .runners.transition import store_state
+        """Store this state again (payload, then metadata), running the save hooks around
+        it: for a state whose payload a user changed after loading it. Runs store states
+        themselves; a slim state or one never computed has nothing to save."""
+        from .store import store_state
 
-        store_state(self._store(), self, details={})
+        if self.slim_loaded:
+            raise SlimStateError(
+                f"State {self.sha()[:12]} is slim: saving it would store an empty payload. "
+                "Call state.restore() first."
+            )
+        if not self.from_cache:
+            raise StateNotComputedError(
+                f"State {self.sha()[:12]} was never computed; exp.run() computes and stores it."
+            )
+        details = self.record.run_details() if self.record else {}
+        identity = identity_of(self.recipe) if self.recipe is not None else None
+        store_state(self._store(), self, identity, details)
 
     def restore(self) -> bool:
         """Load the stored payload into this object; False if the state was never stored."""
+        from .store import fill_payload
+
         store = self._store()
-        key = self.sha()
-        if not store.is_done(key):
+        if not store.is_done(self.sha()):
             return False
-        record = store.read_record(key)
-        self.__dict__.update(store.load_payload(key))
-        self.apply_record(record)
-        self.from_cache = True
-        self.slim_loaded = False
+        fill_payload(self, store, store.read_record(self.sha()))
         return True
 
     def apply_record(self, record: StateRecord) -> None:
@@ -211,6 +207,23 @@ class ExperimentState:
         self.tags = list(record.tags)
         for name, value in record.properties.items():
             setattr(self, name, value)
+
+    @classmethod
+    def new_root(
+        cls,
+        properties: dict[str, Any],
+        key: str,
+        directory: Path,
+        experiment: Experiment | None = None,
+    ) -> ExperimentState:
+        """A root with its properties set and its key fixed; no payload yet."""
+        root = cls()
+        root.__dict__.update(properties)
+        root.experiment_object = experiment
+        root.root_state = True
+        root._sha = key
+        root._directory = Path(directory)
+        return root
 
     @classmethod
     def from_record(
@@ -226,8 +239,7 @@ class ExperimentState:
 
     def deflate(self) -> bool:
         """Drop the payload from memory, keeping key, properties, tags and links."""
-        excluded = BOOKKEEPING_ATTRIBUTES | set(self.PROPERTIES)
-        for name in [name for name in self.__dict__ if name not in excluded]:
+        for name in [name for name in self.__dict__ if self._in_payload(name)]:
             del self.__dict__[name]
         self.slim_loaded = True
         return True
@@ -250,10 +262,16 @@ class ExperimentState:
         # Only reached for attributes that are not set: explain a payload read on a slim state.
         state = self.__dict__
         if state.get("slim_loaded") and name in type(self).NONHASHED_ATTRIBUTES:
+            key = str(state.get("_sha"))[:12]
+            record = state.get("record")
+            if record is not None and record.status == "failed":
+                raise SlimStateError(
+                    f"State {key} failed, so it has no {name!r}; its traceback is in "
+                    f"state.error:\n{record.error}"
+                )
             raise SlimStateError(
-                f"{name!r} is part of the payload of state {str(state.get('_sha'))[:12]}, "
-                "which is slim (payload not loaded). Call state.restore() first, or use "
-                "`with state.lazy_load():`."
+                f"{name!r} is part of the payload of state {key}, which is slim (payload "
+                "not loaded). Call state.restore() first, or use `with state.lazy_load():`."
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 

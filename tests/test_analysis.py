@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import pytest
 from trees import build_lottery_tree
@@ -118,3 +120,60 @@ def test_draw_writes_an_svg_naming_every_state(lottery, tmp_path):
     assert svg.startswith("<?xml")
     assert all(key[:10] in svg for key in keys.values())
     assert "lr:0.1" in svg
+
+
+def test_a_slice_of_a_node_set_is_a_node_set(lottery):
+    restored, _ = lottery
+    assert isinstance(restored.graph.nodes[:2], dg.NodeSet)
+    assert len(restored.graph.nodes[:2].filter("!pruned")) == 2
+
+
+def test_each_state_knows_its_own_root_in_a_directory_with_two_trees(experiment_dir):
+    from trees import State, Train
+
+    keys = {}
+    for dataset in ["first", "second"]:
+        exp = dg.Experiment(experiment_dir, State)
+        keys[dataset] = Train(1, 0.1)(exp.spawn_new_tree(dataset_name=dataset, model_name="m")).key
+        exp.run()
+    tree = dg.Experiment.restore(experiment_dir).graph
+    assert tree.node(keys["first"]).root.dataset_name == "first"
+    assert tree.node(keys["second"]).root.dataset_name == "second"
+    assert len(tree.nodes_at_distance(0)) == 2
+
+
+def test_a_property_value_whose_class_is_gone_reads_back_as_its_repr(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "colours.py").write_text("import enum\nclass Colour(enum.Enum):\n    RED = 1\n")
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.path.insert(0, sys.argv[2])
+        import colours
+        import dagger_wf as dg
+        from trees import State
+
+        class Paint(dg.Recipe):
+            PROPERTIES = ["colour"]
+            def __init__(self, colour):
+                self.colour = colour
+            def run(self, state):
+                return state
+
+        exp = dg.Experiment(sys.argv[1], State)
+        Paint(colours.Colour.RED)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+        exp.run()
+        """
+    )
+    tests_dir = str(Path(__file__).parent)
+    script_file = tmp_path / "paint.py"
+    script_file.write_text(f"import sys\nsys.path.insert(0, {tests_dir!r})\n" + script)
+    arguments = [str(script_file), str(tmp_path / "exp"), str(tmp_path)]
+    subprocess.run([sys.executable, *arguments], check=True)
+    (tmp_path / "colours.py").unlink()
+    tree = dg.Experiment.restore(tmp_path / "exp").graph
+    painted = tree.nodes_at_distance(1)[0]
+    assert "Colour.RED" in repr(painted.recipe.colour)

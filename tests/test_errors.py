@@ -122,3 +122,33 @@ def test_unknown_node_key_is_a_key_error(experiment_dir):
     tree = dg.Experiment.restore(experiment_dir).graph
     with pytest.raises(KeyError):
         tree.node("ffff")
+
+
+def test_same_class_name_from_another_module_is_refused(experiment_dir):
+    build_lottery_tree(experiment_dir)[0].run()
+    impostor = type("State", (dg.ExperimentState,), {"PROPERTIES": ["dataset_name", "model_name"]})
+    with pytest.raises(dg.StateClassMismatchError, match="state_module"):
+        dg.Experiment(experiment_dir, impostor)
+
+
+def test_a_deleted_payload_makes_its_state_computed_again(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    (experiment_dir / "payloads" / f"{promises['pruned 0.1'].key}.payload").unlink()
+    rerun, _ = build_lottery_tree(experiment_dir)
+    assert rerun.run().ran == {promises["pruned 0.1"].key}
+
+
+def test_ambiguous_key_prefix_is_a_key_error(experiment_dir):
+    build_lottery_tree(experiment_dir)[0].run()
+    with pytest.raises(dg.StateNotFoundError, match="keys start with it"):
+        dg.Experiment.restore(experiment_dir).graph.node("")
+
+
+def test_lazy_load_of_a_state_never_computed_is_named(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    with (
+        pytest.raises(dg.StateNotComputedError),
+        exp.defined_state(promises["pruned 0.1"].key).lazy_load(),
+    ):
+        pass

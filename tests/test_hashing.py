@@ -45,7 +45,7 @@ def test_root_key_is_pinned():
 
 
 def test_child_key_is_pinned():
-    identity = RecipeIdentity("Train", {"nb_epochs": 3, "lr": 0.1}, "VERSION:1")
+    identity = RecipeIdentity("Train", "trees", {"nb_epochs": 3, "lr": 0.1}, "VERSION:1")
     assert child_key(GOLDEN_ROOT, identity) == (
         "791ec5644e545e3204340881958fc99fdf9909c6effcffda6f1115af3c9f895c"
     )
@@ -173,7 +173,9 @@ def test_version_pin_replaces_the_source_hash():
 
 def test_unreadable_source_names_the_version_pin():
     namespace: dict = {"dg": dg}
-    exec("class Generated(dg.Recipe):\n    pass\n", namespace)
+    exec(
+        "class Generated(dg.Recipe):\n    def run(self, state):\n        return state\n", namespace
+    )
     with pytest.raises(dg.RecipeSourceUnavailableError, match="VERSION"):
         recipe_code_version(namespace["Generated"])
 
@@ -215,3 +217,82 @@ def test_explain_key_lists_every_ingredient(experiment_dir):
         "recipe properties",
         "recipe code version",
     ]
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+def test_int_enum_is_not_its_integer():
+    assert encode_value(Level.LOW) != encode_value(1)
+
+
+NUMPY_ORDER_SCRIPT = """
+import sys
+import numpy as np
+from dagger_wf.hashing import encode_value
+if sys.argv[1] == "array first":
+    encode_value(np.zeros(2))
+print(encode_value(np.float64(0.1)))
+"""
+
+
+def test_a_numpy_scalar_encodes_the_same_whatever_was_hashed_before():
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", NUMPY_ORDER_SCRIPT, order],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for order in ["scalar alone", "array first"]
+    }
+    assert len(outputs) == 1
+    assert "numpy.scalar" in outputs.pop()
+
+
+def _object_array():
+    np = pytest.importorskip("numpy")
+    return np.array([object(), object()])
+
+
+def _self_referencing_list():
+    value = []
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize("make_value", [_object_array, _self_referencing_list])
+def test_values_without_a_canonical_form_are_named_errors(experiment_dir, make_value):
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    with pytest.raises(dg.UnhashablePropertyError, match="'lr'"):
+        Train(1, make_value())(root)
+
+
+def test_quote_style_and_magic_trailing_commas_do_not_change_the_code_version(tmp_path):
+    restyled = BASE.replace("max(1, 2)", "max(\n            1,\n            2,\n        )")
+    restyled = restyled.replace('"""Docstring."""', "'''Docstring.'''")
+    assert _code_version(tmp_path, BASE) == _code_version(tmp_path, restyled)
+
+
+def test_a_one_element_tuple_is_not_its_element(tmp_path):
+    tuple_version = BASE.replace("max(1, 2)", "(1,)")
+    assert _code_version(tmp_path, tuple_version) != _code_version(
+        tmp_path, BASE.replace("max(1, 2)", "(1)")
+    )
+
+
+def test_code_after_a_docstring_on_the_same_line_counts(tmp_path):
+    one_line = BASE.replace('"""Docstring."""', '"""Docstring."""; X = 1')
+    assert _code_version(tmp_path, one_line) != _code_version(
+        tmp_path, one_line.replace("X = 1", "X = 2")
+    )
+
+
+def test_normalised_source_hash_is_pinned(tmp_path):
+    # A change of the normalisation changes every user's code versions: make it on purpose.
+    assert _code_version(tmp_path, BASE) == GOLDEN_CODE_VERSION
+
+
+GOLDEN_CODE_VERSION = "source:f5c303cbf40aa0f6e247bb0a15e9eb903c484c3a8feb237cb57b27a6b8754cd0"

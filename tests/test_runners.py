@@ -127,3 +127,21 @@ def test_progress_bar_counts_done_cached_and_failed_states(tmp_path, capsys):
 def test_progress_bar_is_quiet_when_not_a_terminal(tmp_path, capsys):
     build_lottery_tree(tmp_path)[0].run()
     assert capsys.readouterr().err == ""
+
+
+def test_a_worker_killed_mid_recipe_fails_that_state_and_the_rest_finishes(tmp_path):
+    from trees import DieHard
+
+    exp = dg.Experiment(tmp_path, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    killed = DieHard()(Train(1, 0.1)(root))
+    below_killed = Train(2, 0.1)(killed)
+    healthy = Prune("magnitude", 0.5)(Train(1, 0.2)(root))
+    with pytest.raises(dg.RecipeFailedError, match="out of memory"):
+        exp.run(scheduler="processes")
+    assert exp.last_run.failed == {killed.key}
+    assert exp.last_run.skipped == {below_killed.key}
+    assert (tmp_path / "states" / f"{healthy.key}.json").exists()
+    node = dg.Experiment.restore(tmp_path).graph.node(killed.key)
+    assert node.status == "failed" and "ended before it finished" in node.error
+    assert not list(tmp_path.glob("running/*"))

@@ -100,3 +100,52 @@ def test_save_hooks_run_around_save(experiment_dir):
     root.save_post_hooks.append(lambda: calls.append("post"))
     root.save()
     assert calls == ["pre", "post"]
+
+
+def test_saving_a_slim_state_is_refused_and_destroys_nothing(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    node = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
+    with pytest.raises(dg.SlimStateError, match="restore"):
+        node.save()
+    assert node.restore() and len(node.weights) == 4
+
+
+def test_saving_a_state_never_computed_is_refused(experiment_dir):
+    exp, _ = build_lottery_tree(experiment_dir)
+    with pytest.raises(dg.StateNotComputedError, match=r"exp\.run"):
+        exp.root.save()
+
+
+def test_saving_a_changed_restored_state_keeps_how_it_was_computed(experiment_dir):
+    exp, promises = build_lottery_tree(experiment_dir)
+    exp.run()
+    node = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
+    node.restore()
+    started = node.record.started
+    node.weights = [42.0]
+    node.save()
+    again = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
+    assert again.record.started == started
+    with again.lazy_load():
+        assert again.weights == [42.0]
+
+
+def test_a_failed_state_says_so_when_its_payload_is_read(experiment_dir):
+    from trees import Explode
+
+    exp = dg.Experiment(experiment_dir, State)
+    failing = Explode("kaput")(Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m")))
+    with pytest.raises(ValueError):
+        exp.run()
+    node = dg.Experiment.restore(experiment_dir).graph.node(failing.key)
+    assert node.dataset_name == "d"  # inherited properties are recorded with the failure
+    with pytest.raises(dg.SlimStateError, match="kaput"):
+        _ = node.weights
+
+
+def test_recipe_identity_field_names_cannot_be_recipe_properties():
+    with pytest.raises(dg.ReservedPropertyNameError, match="'module'"):
+
+        class Clashing(dg.Recipe):
+            PROPERTIES = ["module"]

@@ -85,7 +85,7 @@ def test_fully_cached_run_without_functions_loads_no_payload(experiment_dir):
     exp, promises = build_lottery_tree(experiment_dir)
     exp.run()
     for payload in experiment_dir.glob("payloads/*"):
-        payload.unlink()
+        payload.write_bytes(b"not a payload: loading it would raise CorruptStateError")
     rerun, _ = build_lottery_tree(experiment_dir)
     rerun.plan.states[promises["trained 0.1"].key].functions.clear()
     rerun.plan.states[promises["trained 0.01"].key].functions.clear()

@@ -149,3 +149,81 @@ def test_running_twice_in_one_process_reuses_the_first_run(experiment_dir):
     exp, _promises = build_lottery_tree(experiment_dir)
     exp.run()
     assert exp.run().ran == set()
+
+
+def test_changing_a_recipe_after_applying_it_does_not_change_the_state_defined(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    recipe = Train(1, 0.1)
+    first = recipe(root)
+    recipe.lr = 5.0
+    second = recipe(root)
+    exp.run()
+    tree = dg.Experiment.restore(experiment_dir).graph
+    assert tree.node(first.key).recipe.lr == 0.1
+    assert tree.node(second.key).recipe.lr == 5.0
+    with tree.node(first.key).lazy_load() as state:
+        assert state.weights[0] < 2  # computed with lr=0.1, not 5.0
+
+
+def test_leaves_make_the_directory_an_experiment(experiment_dir):
+    exp, _ = build_lottery_tree(experiment_dir)
+    for delayed in exp.leaves.values():
+        delayed.compute(scheduler="sync")
+    assert len(dg.Experiment.restore(experiment_dir).graph) == 5
+
+
+def test_tags_must_be_strings(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    with pytest.raises(dg.InvalidTagError, match="lr:"), exp.tag(0.1):
+        pass
+
+
+def test_computing_an_undefined_key_is_a_key_error(experiment_dir):
+    exp, _ = build_lottery_tree(experiment_dir)
+    with pytest.raises(dg.StateNotFoundError):
+        exp.compute("0" * 64)
+
+
+CODE_EDIT_SCRIPT = """
+import sys
+import dagger_wf as dg
+
+class State(dg.ExperimentState):
+    PROPERTIES = ["name"]
+    NONHASHED_ATTRIBUTES = ["value"]
+    def initialize_state(self, **kwargs):
+        self.value = 0
+
+class Step(dg.Recipe):
+    def run(self, state):
+        state.value = STEP_VALUE
+        return state
+
+if __name__ == "__main__":
+    exp = dg.Experiment(sys.argv[1], State)
+    Step()(exp.spawn_new_tree(name="n"))
+    print(sorted(exp.run().ran))
+"""
+
+
+def test_editing_run_makes_a_new_state_and_keeps_the_old_one(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "edited.py"
+    outputs = []
+    for value in ["1", "1", "2"]:
+        script.write_text(CODE_EDIT_SCRIPT.replace("STEP_VALUE", value))
+        result = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "exp")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outputs.append(result.stdout)
+    first, unchanged, edited = outputs
+    assert first.count("'") == 4  # root and step ran
+    assert unchanged.strip() == "[]"
+    assert edited.count("'") == 2  # only the edited step ran again
+    assert len(list((tmp_path / "exp" / "states").glob("*.json"))) == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidNodeSetOperandError
 
@@ -30,6 +30,11 @@ class NodeSet(list):
             for node in self
             if negated != any(fnmatch.fnmatchcase(tag, glob) for tag in node.tags)
         )
+
+    def __getitem__(self, index: Any) -> Any:
+        """A state by position; a slice is a NodeSet again."""
+        item = super().__getitem__(index)
+        return NodeSet(item) if isinstance(index, slice) else item
 
     def _other(self, other: object, operator: str) -> set[int]:
         if not isinstance(other, NodeSet):

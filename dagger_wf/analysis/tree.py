@@ -71,7 +71,7 @@ class StaticExperimentTree:
         """The state with key ``sha``, or with the unique key starting with ``sha``."""
         if sha in self.node_map:
             return self.node_map[sha]
-        matches = [key for key in self.node_map if key.startswith(sha)] if sha else []
+        matches = [key for key in self.node_map if key.startswith(sha)]
         if len(matches) == 1:
             return self.node_map[matches[0]]
         reason = f"{len(matches)} keys start with it" if matches else "no state has that key"

@@ -12,10 +12,11 @@ import dataclasses
 import uuid
 from typing import Any
 
-from ..errors import UnknownRunnerError
-from ..events import RunReport
+from ..errors import RecipeFailedError, UnknownRunnerError, WorkerLostError
+from ..events import EventKind, RunEvent, RunReport
 from ..plan import Plan
 from ..store import ExperimentStore
+from .interruptions import record_interrupted_states
 from .progress import RunProgress
 from .transition import apply_function, compute_state
 
@@ -28,10 +29,19 @@ SCHEDULERS = {
 }
 
 
+def _replay(event: RunEvent) -> RunEvent:
+    return event
+
+
 def build_graph(
-    plan: Plan, store: ExperimentStore, run_id: str
-) -> tuple[dict[str, tuple], dict[str, str], list[str]]:
-    """A raw Dask graph; returns it, the task name of each state, and every task name."""
+    plan: Plan,
+    store: ExperimentStore,
+    run_id: str,
+    known_failures: dict[str, RunEvent] | None = None,
+) -> tuple[dict[str, tuple], dict[str, str]]:
+    """A raw Dask graph and the task name of each state. A state in ``known_failures``
+    (its worker died earlier in this run) is not tried again: its event is replayed."""
+    known_failures = known_failures or {}
     graph: dict[str, tuple] = {}
     state_tasks: dict[str, str] = {}
     directory = str(store.directory)
@@ -39,34 +49,23 @@ def build_graph(
         name = f"state-{key}-{run_id}"
         parent_task = state_tasks.get(planned.parent_key)
         task_planned = dataclasses.replace(planned, functions=[])
-        graph[name] = (
-            compute_state,
-            directory,
-            task_planned,
-            plan.state_class,
-            parent_task,
-            run_id,
-            "dask",
-        )
+        arguments = (directory, task_planned, plan.state_class, parent_task, run_id, "dask")
+        if key in known_failures:
+            graph[name] = (_replay, known_failures[key])
+        else:
+            graph[name] = (compute_state, *arguments)
         state_tasks[key] = name
         for index, function in enumerate(planned.functions):
-            graph[f"function-{index}-{key}-{run_id}"] = (
-                apply_function,
-                directory,
-                key,
-                plan.state_class,
-                function,
-                name,
-                run_id,
-            )
-    return graph, state_tasks, list(graph)
+            arguments = (directory, key, plan.state_class, function, name, run_id)
+            graph[f"function-{index}-{key}-{run_id}"] = (apply_function, *arguments)
+    return graph, state_tasks
 
 
 def leaf_delayeds(plan: Plan, store: ExperimentStore) -> dict[str, Any]:
     """The pending ``Delayed`` of every leaf state and Function call, by task name."""
     from dask.delayed import Delayed
 
-    graph, state_tasks, _ = build_graph(plan, store, uuid.uuid4().hex[:12])
+    graph, state_tasks = build_graph(plan, store, uuid.uuid4().hex[:12])
     leaves = [state_tasks[planned.key] for planned in plan.leaves()]
     leaves += [name for name in graph if name.startswith("function-")]
     return {name: Delayed(name, graph) for name in leaves}
@@ -88,14 +87,32 @@ class DaskRunner:
         self.progress = progress
 
     def run(self, plan: Plan, store: ExperimentStore) -> RunReport:
+        """Run every task; a worker that dies fails its state, and the rest run again."""
         run_id = uuid.uuid4().hex[:12]
-        graph, _, names = build_graph(plan, store, run_id)
-        with RunProgress(len(names), enabled=self.progress) as progress:
-            if self.client is not None:
-                events = self._run_distributed(graph, names, progress)
-            else:
-                events = self._run_local(graph, names, progress)
-        return RunReport(run_id, tuple(events))
+        known_failures: dict[str, RunEvent] = {}
+        with RunProgress(len(build_graph(plan, store, run_id)[0]), self.progress) as progress:
+            while True:
+                graph, _ = build_graph(plan, store, run_id, known_failures)
+                try:
+                    events = self._execute(graph, list(graph), progress)
+                except Exception as error:
+                    if not _is_worker_loss(error):
+                        raise
+                    lost = record_interrupted_states(store, plan)
+                    if not lost:
+                        raise WorkerLostError(
+                            "A Dask worker died and no state it was computing could be "
+                            "identified; states finished so far are stored. Run again, or "
+                            "use scheduler='single-threaded' to see which recipe fails."
+                        ) from error
+                    known_failures.update(_lost_events(store, plan, lost, run_id))
+                    continue
+                return RunReport(run_id, tuple(events))
+
+    def _execute(self, graph: dict, names: list[str], progress: RunProgress) -> list[Any]:
+        if self.client is not None:
+            return self._run_distributed(graph, names, progress)
+        return self._run_local(graph, names, progress)
 
     def _run_local(self, graph: dict, names: list[str], progress: RunProgress) -> list[Any]:
         from dask.base import get_scheduler
@@ -112,6 +129,29 @@ class DaskRunner:
         from distributed import as_completed
 
         futures = self.client.get(graph, names, sync=False)
-        for future in as_completed(futures):
-            progress.update(future.result())
-        return self.client.gather(futures)
+        try:
+            for future in as_completed(futures):
+                progress.update(future.result())
+            return self.client.gather(futures)
+        finally:
+            self.client.cancel(futures)
+
+
+def _is_worker_loss(error: Exception) -> bool:
+    """A worker process that died (killed, out of memory), not an error of our code."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(error, BrokenProcessPool) or type(error).__name__ == "KilledWorker"
+
+
+def _lost_events(
+    store: ExperimentStore, plan: Plan, keys: list[str], run_id: str
+) -> dict[str, RunEvent]:
+    events = {}
+    for key in keys:
+        record = store.read_failure(key)
+        planned = plan.states[key]
+        label = repr(planned.recipe) if planned.recipe is not None else "root"
+        error = RecipeFailedError(record.error.strip())
+        events[key] = RunEvent(run_id, key, EventKind.FAILED, label, 0.0, error, record.error)
+    return events

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import socket
 import time
 import traceback
@@ -17,61 +18,32 @@ import cloudpickle
 
 from ..errors import RecipeFailedError, RecipeReturnError
 from ..events import FAILURES, SKIPS, EventKind, RunEvent
-from ..hashing import module_name
 from ..plan import PlannedState
-from ..recipe import Function, Recipe
+from ..recipe import Function
 from ..state import ExperimentState
-from ..store import ExperimentStore, RecipeRecord, StateRecord
+from ..store import ExperimentStore, StateRecord, load_state, store_state
 from ..tracking.seeding import seed_everything, seed_from_key
 
 
-def load_state(store: ExperimentStore, key: str, state_class: type) -> ExperimentState:
-    """A computed state with its payload loaded."""
-    state = state_class.from_record(store.read_record(key), store.directory)
-    state.__dict__.update(store.load_payload(key))
-    state.slim_loaded = False
-    state.from_cache = True
-    return state
-
-
-def recipe_record(recipe: Recipe | RecipeRecord | None) -> RecipeRecord | None:
-    if recipe is None or isinstance(recipe, RecipeRecord):
-        return recipe
-    identity = recipe.identity()
-    return RecipeRecord(
-        identity.class_name, module_name(type(recipe)), identity.properties, identity.code_version
-    )
-
-
-def _record_of(state: ExperimentState, status: str, **details: Any) -> StateRecord:
-    return StateRecord(
-        key=state.sha(),
-        parent_key=state.parent_sha,
-        state_class=type(state).__qualname__,
-        recipe=recipe_record(state.recipe),
-        properties=state.property_values(),
-        tags=tuple(sorted(set(state.tags))),
-        status=status,
-        **details,
-    )
-
-
-def store_state(store: ExperimentStore, state: ExperimentState, details: dict[str, Any]) -> None:
-    """Write a computed state (payload, then metadata), running its save hooks around it."""
-    for hook in state.save_pre_hooks:
-        hook()
-    state.record = store.write_state(_record_of(state, "done", **details), state.payload())
-    for hook in state.save_post_hooks:
-        hook()
-
-
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def worker_description(runner: str) -> dict[str, Any]:
+    """Who computes a state: enough to tell later whether that worker is still alive."""
+    return {
+        "runner": runner,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
 
 
 def _portable(error: Exception) -> Exception:
-    """The error itself if it survives pickling (process runners send it back), else a
-    RecipeFailedError that carries its type and message."""
+    """The error itself, without its traceback (which would keep the failed state's
+    payload alive through its frames), if it survives pickling (process runners send it
+    back), else a RecipeFailedError that carries its type and message."""
+    error = error.with_traceback(None)
     try:
         cloudpickle.loads(cloudpickle.dumps(error))
     except Exception:
@@ -95,37 +67,35 @@ def _merge_tags(store: ExperimentStore, planned: PlannedState) -> None:
         store.write_record(dataclasses.replace(record, tags=tags))
 
 
-def _checked_result(recipe: Recipe, result: object) -> ExperimentState:
+def _checked_result(planned: PlannedState, result: object) -> ExperimentState:
     if not isinstance(result, ExperimentState):
         raise RecipeReturnError(
-            f"{type(recipe).__qualname__}.run() returned {type(result).__name__}, not an "
-            "ExperimentState; end run() with `return state`."
+            f"{type(planned.recipe).__qualname__}.run() returned {type(result).__name__}, "
+            "not an ExperimentState; end run() with `return state`."
         )
     return result
 
 
-def _build_state(
-    store: ExperimentStore, planned: PlannedState, state_class: type, seed: int
+def _initial_state(
+    store: ExperimentStore, planned: PlannedState, state_class: type
 ) -> ExperimentState:
+    """The state before its step runs: the root's properties, or a copy of the parent."""
     if planned.recipe is None:
-        state = state_class()
-        state.__dict__.update(planned.root_properties)
-        state._directory = store.directory
-        state._sha = planned.key
-        seed_everything(seed)
+        return state_class.new_root(planned.root_properties, planned.key, store.directory)
+    return load_state(store, planned.parent_key, state_class).new_state(planned.recipe)
+
+
+def _run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
+    seed_everything(seed)
+    if planned.recipe is None:
         state.initialize_state(**planned.root_properties)
-    else:
-        parent = load_state(store, planned.parent_key, state_class)
-        state = parent.new_state(planned.recipe)
-        del parent
-        seed_everything(seed)
-        state = _checked_result(planned.recipe, planned.recipe.run(state))
+        return state
+    result = _checked_result(planned, planned.recipe.run(state))
     # Whatever object run() returned, it is the state this key names.
-    state._sha, state.parent_sha, state.recipe = planned.key, planned.parent_key, planned.recipe
-    state.root_state = planned.recipe is None
-    state._directory = store.directory
-    state.tags = sorted(planned.tags)
-    return state
+    result._sha, result.parent_sha, result.recipe = planned.key, planned.parent_key, planned.recipe
+    result.root_state = False
+    result._directory = state._directory
+    return result
 
 
 def compute_state(
@@ -147,17 +117,26 @@ def compute_state(
     seed = seed_from_key(planned.key)
     details = {"started": _now(), "host": socket.gethostname(), "runner": runner, "seed": seed}
     start = time.perf_counter()
+    store.mark_running(planned.key, worker_description(runner))
+    state = None
     try:
-        state = _build_state(store, planned, state_class, seed)
+        state = _initial_state(store, planned, state_class)
+        state = _run_step(planned, state, seed)
+        state.tags = sorted(planned.tags)
         details.update(finished=_now(), duration_s=time.perf_counter() - start)
-        store_state(store, state, details)
+        store_state(store, state, planned.identity, details)
     except Exception as error:
         duration = time.perf_counter() - start
         text = traceback.format_exc()
-        store.write_failure(failure_record(planned, state_class, details, duration, error, text))
+        properties = state.property_values() if state is not None else None
+        store.write_failure(
+            failure_record(planned, state_class, details, duration, error, text, properties)
+        )
         return RunEvent(
             run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text
         )
+    finally:
+        store.clear_running(planned.key)
     return RunEvent(run_id, planned.key, EventKind.RAN, label, details["duration_s"])
 
 
@@ -168,14 +147,16 @@ def failure_record(
     duration: float,
     error: Exception,
     text: str,
+    properties: dict[str, Any] | None = None,
 ) -> StateRecord:
+    """The record of a failed attempt: what was being computed, by whom, and why not."""
     details = {**details, "finished": _now(), "duration_s": duration}
     return StateRecord(
         key=planned.key,
         parent_key=planned.parent_key,
         state_class=state_class.__qualname__,
-        recipe=recipe_record(planned.recipe),
-        properties=dict(planned.root_properties or {}),
+        recipe=planned.identity,
+        properties=properties if properties is not None else dict(planned.root_properties or {}),
         tags=tuple(sorted(planned.tags)),
         status="failed",
         error=text,

@@ -5,43 +5,28 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..hashing import RecipeIdentity
 from .codec import from_json, to_json
 
 RECORD_FORMAT = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class RecipeRecord:
-    """What made a state: the recipe's class, properties and code version.
+def identity_to_json(identity: RecipeIdentity) -> dict[str, Any]:
+    return {
+        "class_name": identity.class_name,
+        "module": identity.module,
+        "properties": to_json(dict(identity.properties)),
+        "code_version": identity.code_version,
+    }
 
-    Properties read as attributes too (``state.recipe.lr``), as on the live recipe.
-    """
 
-    class_name: str
-    module: str
-    properties: dict[str, Any]
-    code_version: str
-
-    def __getattr__(self, name: str) -> Any:
-        properties = self.__dict__.get("properties", {})
-        if name in properties:
-            return properties[name]
-        owner = self.__dict__.get("class_name", "RecipeRecord")
-        raise AttributeError(f"recipe {owner} has no property {name!r}")
-
-    def identity(self) -> Any:
-        from ..hashing import RecipeIdentity
-
-        return RecipeIdentity(self.class_name, self.properties, self.code_version)
-
-    def to_json(self) -> dict[str, Any]:
-        document = dataclasses.asdict(self)
-        document["properties"] = to_json(self.properties)
-        return document
-
-    @classmethod
-    def from_json(cls, document: dict[str, Any]) -> RecipeRecord:
-        return cls(**{**document, "properties": from_json(document["properties"])})
+def identity_from_json(document: dict[str, Any]) -> RecipeIdentity:
+    return RecipeIdentity(
+        class_name=document["class_name"],
+        module=document["module"],
+        properties=from_json(document["properties"]),
+        code_version=document["code_version"],
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +36,7 @@ class StateRecord:
     key: str
     parent_key: str | None
     state_class: str
-    recipe: RecipeRecord | None
+    recipe: RecipeIdentity | None
     properties: dict[str, Any]
     tags: tuple[str, ...]
     status: str  # "done" or "failed"
@@ -65,11 +50,16 @@ class StateRecord:
     error_type: str | None = None
     payload_bytes: int | None = None
 
+    def run_details(self) -> dict[str, Any]:
+        """How the state was computed, to keep when it is stored again."""
+        names = ("started", "finished", "duration_s", "host", "runner", "seed")
+        return {name: getattr(self, name) for name in names}
+
     def to_json(self) -> dict[str, Any]:
-        document = dataclasses.asdict(self)
+        document = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         document.update(
             format=RECORD_FORMAT,
-            recipe=self.recipe.to_json() if self.recipe else None,
+            recipe=identity_to_json(self.recipe) if self.recipe else None,
             properties=to_json(self.properties),
             tags=sorted(self.tags),
         )
@@ -77,10 +67,12 @@ class StateRecord:
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> StateRecord:
+        if document.get("format") != RECORD_FORMAT:
+            raise ValueError(f"record format {document.get('format')!r}, not {RECORD_FORMAT}")
         fields = {field.name for field in dataclasses.fields(cls)}
         values = {name: value for name, value in document.items() if name in fields}
         values.update(
-            recipe=RecipeRecord.from_json(document["recipe"]) if document["recipe"] else None,
+            recipe=identity_from_json(document["recipe"]) if document["recipe"] else None,
             properties=from_json(document["properties"]),
             tags=tuple(document["tags"]),
         )

@@ -7,14 +7,16 @@ Layout::
     payloads/<key>.payload   its NONHASHED_ATTRIBUTES (small buffers inline)
     blobs/<sha256>           large arrays and tensors, by content: stored once, shared
     failures/<key>.json      metadata of the last failed attempt, with its traceback
+    running/<key>.json       who is computing the state now (gone once it is stored)
 
-A state counts as computed exactly when ``states/<key>.json`` exists. Its payload is
-written before it, both atomically, so a run killed at any moment leaves either a whole
+A state counts as computed exactly when ``states/<key>.json`` and its payload exist. The
+payload is written first, both atomically, so a run killed at any moment leaves either a whole
 state or none, and the next run recomputes only what did not finish.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,17 +81,43 @@ class ExperimentStore:
     # ------------------------------------------------------------ states
 
     def is_done(self, key: str) -> bool:
-        return self.record_path(key).is_file()
+        """Computed and whole: the metadata (written last) and the payload both exist.
+
+        A payload deleted by hand therefore makes its state pending again."""
+        return self.record_path(key).is_file() and self.payload_path(key).is_file()
 
     def write_state(self, record: StateRecord, payload: dict[str, Any]) -> StateRecord:
         """Store a computed state: payload first, then the metadata that marks it done."""
         size = write_payload(self.payload_path(record.key), payload, self.blob_directory)
-        record = _replace(record, payload_bytes=size)
+        record = dataclasses.replace(record, payload_bytes=size)
         atomic_write_json(self.record_path(record.key), record.to_json())
         return record
 
+    def running_path(self, key: str) -> Path:
+        return self.directory / "running" / f"{key}.json"
+
+    def mark_running(self, key: str, worker: dict[str, Any]) -> None:
+        """Say who computes ``key``, so that a worker that dies mid-way can be told apart
+        from one still at work (see ``runners.interruptions``)."""
+        atomic_write_json(self.running_path(key), {**worker, "key": key})
+
+    def clear_running(self, key: str) -> None:
+        self.running_path(key).unlink(missing_ok=True)
+
+    def running_markers(self) -> list[dict[str, Any]]:
+        markers = []
+        for path in sorted((self.directory / "running").glob("*.json")):
+            try:
+                markers.append(json.loads(path.read_bytes()))
+            except (OSError, ValueError):  # removed or being replaced meanwhile
+                continue
+        return markers
+
     def write_failure(self, record: StateRecord) -> None:
         atomic_write_json(self.failure_path(record.key), record.to_json())
+
+    def read_failure(self, key: str) -> StateRecord:
+        return _record_from_file(self.failure_path(key))
 
     def write_record(self, record: StateRecord) -> None:
         """Rewrite a computed state's metadata (e.g. to add tags); the payload stays."""
@@ -138,7 +166,7 @@ def _record_from_file(path: Path) -> StateRecord:
     document = _read_json(path)
     try:
         return StateRecord.from_json(document)
-    except (KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise CorruptStateError(
             f"{path} is not a dagger_wf state record (missing or wrong field: {error}). "
             "Delete it and run the experiment again to recompute that state."
@@ -150,9 +178,3 @@ def _record_or_error(path: Path) -> StateRecord | CorruptStateError:
         return _record_from_file(path)
     except CorruptStateError as error:
         return error
-
-
-def _replace(record: StateRecord, **changes: Any) -> StateRecord:
-    import dataclasses
-
-    return dataclasses.replace(record, **changes)

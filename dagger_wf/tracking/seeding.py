@@ -23,4 +23,8 @@ def seed_everything(seed: int) -> None:
         numpy.random.seed(seed)
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.manual_seed(seed)
+        # torch.manual_seed() formats the call stack on every call (for its lazy CUDA
+        # seeding), which costs more than a trivial recipe; seed the generators directly.
+        torch.default_generator.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
