@@ -153,7 +153,6 @@ class ExperimentState:
         child.recipe = recipe
         child.tags = list(self.tags)
         child._directory = self._directory
-        child._sha = child.sha() if recipe is not None else None
         return child
 
     # ------------------------------------------------------------ storage

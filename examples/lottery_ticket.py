@@ -183,9 +183,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--epochs", type=int, default=8, help="dense training and retraining")
     parser.add_argument("--finetune-epochs", type=int, default=4)
+    parser.add_argument(
+        "--emit-snakefile",
+        metavar="PATH",
+        nargs="?",
+        const="Snakefile",
+        help="write a Snakemake workflow (default ./Snakefile) instead of running here; "
+        "then run `snakemake --profile profiles/local` (or profiles/slurm)",
+    )
     args = parser.parse_args(argv)
 
     exp = build_experiment(args.directory, args.epochs, args.finetune_epochs)
+    if args.emit_snakefile:
+        print(f"wrote {exp.emit_snakefile(args.emit_snakefile)}")
+        return
     start = time.perf_counter()
     report = exp.run(scheduler=args.scheduler)
     print(

@@ -86,3 +86,24 @@ class DieHard(dg.Recipe):
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Sleep(dg.Recipe):
+    PROPERTIES = ["seconds"]
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def run(self, state):
+        import time
+
+        time.sleep(self.seconds)
+        return state
+
+
+def record_visit(state):
+    """A Function that leaves a trace: one line per call in $DAGGER_TEST_VISITS."""
+    import os
+
+    with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
+        visits.write(state.sha() + "\n")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..plan import Plan, PlannedState
 
-DEFAULT_GROUP_SIZE = 64
+DEFAULT_GROUP_SIZE = 16
 
 
 def _own_job(planned: PlannedState) -> bool:

@@ -82,7 +82,9 @@ def _initial_state(
     """The state before its step runs: the root's properties, or a copy of the parent."""
     if planned.recipe is None:
         return state_class.new_root(planned.root_properties, planned.key, store.directory)
-    return load_state(store, planned.parent_key, state_class).new_state(planned.recipe)
+    state = load_state(store, planned.parent_key, state_class).new_state(planned.recipe)
+    state._sha = planned.key  # known; never recomputed where the recipe's source may be absent
+    return state
 
 
 def _run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:

@@ -1,0 +1,198 @@
+"""The emitted Snakemake workflow, run for real with the local profile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, TESTS_DIR, payload_bytes, run_snakemake
+from trees import Explode, Prune, Sleep, State, Train, build_lottery_tree, record_visit
+
+import dagger_wf as dg
+from dagger_wf.runners.grouping import assign_groups
+
+pytestmark = pytest.mark.slow
+
+
+def _emit(exp: dg.Experiment, directory, **options):
+    return exp.emit_snakefile(directory / "Snakefile", **options)
+
+
+def test_local_profile_computes_the_same_bytes_as_the_dask_runner(tmp_path):
+    build_lottery_tree(tmp_path / "dask")[0].run()
+    exp, promises = build_lottery_tree(tmp_path / "store")
+    run_snakemake(_emit(exp, tmp_path), "local", "--cores", "1")
+    assert payload_bytes(tmp_path / "store") == payload_bytes(tmp_path / "dask")
+    tree = dg.Experiment.restore(tmp_path / "store").graph
+    assert {node.record.runner for node in tree.nodes} == {"snakemake"}
+    assert set(tree.node_map) == {promise.key for promise in promises.values()}
+
+
+def test_states_computed_by_dask_are_up_to_date_for_snakemake(tmp_path):
+    exp, _ = build_lottery_tree(tmp_path / "store")
+    exp.run()
+    dry_run = run_snakemake(_emit(exp, tmp_path), "local", "--dry-run")
+    assert "rule state:" not in dry_run.stdout
+    assert "functions" in dry_run.stdout
+
+
+def test_states_computed_by_snakemake_are_cached_for_dask(tmp_path):
+    exp, _ = build_lottery_tree(tmp_path / "store")
+    run_snakemake(_emit(exp, tmp_path), "local")
+    again, promises = build_lottery_tree(tmp_path / "store")
+    assert again.run().cached == {promise.key for promise in promises.values()}
+
+
+def test_functions_run_on_every_workflow_run(tmp_path, monkeypatch):
+    visits = tmp_path / "visits.txt"
+    monkeypatch.setenv("DAGGER_TEST_VISITS", str(visits))
+    exp = dg.Experiment(tmp_path / "store", State)
+    trained = Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    dg.Function(record_visit)(trained)
+    snakefile = _emit(exp, tmp_path)
+    run_snakemake(snakefile, "local")
+    time.sleep(1.1)  # the run name has one-second resolution
+    run_snakemake(snakefile, "local")
+    assert visits.read_text().split() == [trained.key, trained.key]
+
+
+NASTY = 'it\'s "quoted"\n{braces} $(touch PWNED) `touch PWNED` ; rm -rf / ünïcödé ☃'
+
+
+def test_property_values_never_reach_the_snakefile_or_a_shell(tmp_path):
+    exp = dg.Experiment(tmp_path / "store", State)
+    root = exp.spawn_new_tree(dataset_name=NASTY, model_name="{wildcards}")
+    nasty = Prune(NASTY, 0.5)(root)
+    snakefile = _emit(exp, tmp_path)
+    text = snakefile.read_text()
+    assert "PWNED" not in text and "ünï" not in text and "{wildcards}" not in text
+    assert text.isascii()
+    run_snakemake(snakefile, "local")
+    assert not list(tmp_path.rglob("PWNED"))
+    node = dg.Experiment.restore(tmp_path / "store").graph.node(nasty.key)
+    assert node.recipe.technique == NASTY and node.dataset_name == NASTY
+
+
+def _failing_tree(directory, fixed: bool):
+    exp = dg.Experiment(directory, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    trained = Train(1, 0.1)(root)
+    broken = Prune("random", 0.2)(trained) if fixed else Explode("recipe bug")(trained)
+    below = Train(2, 0.1)(broken)
+    healthy = Prune("magnitude", 0.5)(Train(1, 0.2)(root))
+    return exp, broken, below, healthy
+
+
+def test_a_failing_recipe_fails_its_state_others_finish_and_a_fixed_rerun_computes_the_rest(
+    tmp_path,
+):
+    exp, broken, below, healthy = _failing_tree(tmp_path / "store", fixed=False)
+    result = run_snakemake(_emit(exp, tmp_path), "local", check=False)
+    assert result.returncode != 0
+    states = tmp_path / "store" / "states"
+    assert (states / f"{healthy.key}.json").exists() and not (states / f"{below.key}.json").exists()
+    failed = dg.Experiment.restore(tmp_path / "store").graph.node(broken.key)
+    assert failed.status == "failed" and "ValueError: recipe bug" in failed.error
+    done_before = {path.name: path.stat().st_mtime_ns for path in states.glob("*.json")}
+
+    fixed, _, below_fixed, _ = _failing_tree(tmp_path / "store", fixed=True)
+    run_snakemake(_emit(fixed, tmp_path), "local")
+    after = {path.name: path.stat().st_mtime_ns for path in states.glob("*.json")}
+    assert {name: after[name] for name in done_before} == done_before
+    assert f"{below_fixed.key}.json" in after and len(after) == len(done_before) + 2
+
+
+def test_a_killed_workflow_leaves_no_half_state_and_reruns(tmp_path):
+    exp = dg.Experiment(tmp_path / "store", State)
+    promise = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    chain = []
+    for step in range(12):
+        promise = Sleep(0.3 + step / 1000)(promise)
+        chain.append(promise.key)
+    snakefile = _emit(exp, tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profiles" / "local")]
+    process = subprocess.Popen(
+        [*command, "--snakefile", str(snakefile)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(TESTS_DIR)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    states = tmp_path / "store" / "states"
+    deadline = time.monotonic() + 120
+    while len(list(states.glob("*.json"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = {path.stem for path in states.glob("*.json")}
+    assert 4 <= len(done_before) < 13
+    run_snakemake(snakefile, "local", "--unlock")  # what Snakemake asks after a kill
+    run_snakemake(snakefile, "local")
+    tree = dg.Experiment.restore(tmp_path / "store").graph
+    assert len(tree) == 13 and all(node.status == "done" for node in tree.nodes)
+
+
+class Heavy(dg.Recipe):
+    RESOURCES = {"runtime": 30, "mem_mb": 4000, "cpus_per_task": 4}
+
+    def run(self, state):
+        return state
+
+
+def test_resources_become_a_rule_of_their_own_with_its_own_job(tmp_path):
+    exp = dg.Experiment(tmp_path / "store", State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    heavy = Heavy()(Train(1, 0.1)(root))
+    light = Train(2, 0.1)(heavy)
+    text = _emit(exp, tmp_path).read_text()
+    assert "rule state_0:" in text and heavy.key in text and "threads: 4" in text
+    assert "mem_mb=4000" in text and "ruleorder: state_0 > state" in text
+    dry_run = run_snakemake(tmp_path / "Snakefile", "local", "--dry-run")
+    assert "state_0" in dry_run.stdout
+    groups = assign_groups(exp.plan)
+    assert groups[heavy.key] != groups[root.key] and groups[light.key] != groups[heavy.key]
+
+
+def test_unknown_resource_is_named_when_the_recipe_is_defined():
+    with pytest.raises(dg.UnknownResourceError, match="gpus"):
+
+        class Typo(dg.Recipe):
+            RESOURCES = {"gpus": 1}
+
+
+def test_short_recipes_are_fused_into_groups_of_bounded_size(tmp_path):
+    exp = dg.Experiment(tmp_path / "store", State)
+    promise = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    for step in range(9):
+        promise = Train(step, 0.1)(promise)
+    assert len(set(assign_groups(exp.plan).values())) == 1
+    assert len(set(assign_groups(exp.plan, max_group_size=4).values())) == 3
+    assert len(set(assign_groups(exp.plan, max_group_size=1).values())) == 10
+
+
+def test_cli_emits_the_workflow_instead_of_running(tmp_path):
+    script = tmp_path / "experiment.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
+        "from trees import build_lottery_tree\n"
+        "if __name__ == '__main__':\n"
+        "    build_lottery_tree(sys.argv[1])[0].run()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "dagger_wf.cli", "snakefile", str(script), str(tmp_path / "s")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "wrote" in result.stdout
+    manifest = json.loads((tmp_path / "s" / "workflow" / "manifest.json").read_text())
+    assert len(manifest["states"]) == 5
+    assert not list((tmp_path / "s").glob("states/*"))
