@@ -134,11 +134,13 @@ def compute_state(
         store.write_failure(
             failure_record(planned, state_class, details, duration, error, text, properties)
         )
+        store.clear_running(planned.key)
         return RunEvent(
             run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text
         )
-    finally:
-        store.clear_running(planned.key)
+    # Not in a finally: a worker stopped by a signal (a SLURM time limit) keeps its mark,
+    # so that the interruption is found and recorded afterwards.
+    store.clear_running(planned.key)
     return RunEvent(run_id, planned.key, EventKind.RAN, label, details["duration_s"])
 
 
