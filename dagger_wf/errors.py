@@ -109,6 +109,18 @@ class InvalidNodeSetOperandError(DaggerError, TypeError):
     """A NodeSet was combined with something that is not a NodeSet."""
 
 
+class InvalidMetricError(DaggerError, ValueError):
+    """A metric name that is not a non-empty string, or a value that is not a number."""
+
+
+class MetricOutsideRunError(DaggerError, RuntimeError):
+    """``log_metric`` was called while no recipe, initialize_state or Function ran."""
+
+
+class UnknownMetricError(DaggerError, KeyError):
+    """``load_metric`` asked for a metric the state never recorded."""
+
+
 class DaggerWarning(UserWarning):
     """Base class of every warning issued by dagger_wf."""
 

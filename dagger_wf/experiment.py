@@ -207,6 +207,13 @@ class Experiment:
 
     # ------------------------------------------------------------ analysis
 
+    def history(self) -> Any:
+        """A pandas DataFrame, one row per attempt of every stored state (see
+        :meth:`StaticExperimentTree.history`, which also filters by nodes)."""
+        from .tracking.history import history_frame
+
+        return history_frame(self.store)
+
     @classmethod
     def restore(
         cls,

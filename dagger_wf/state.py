@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .declarations import check_declared_names, public_names
-from .errors import OverlappingAttributesError, SlimStateError, StateNotComputedError
+from .errors import (
+    MetricOutsideRunError,
+    OverlappingAttributesError,
+    SlimStateError,
+    StateNotComputedError,
+    UnknownMetricError,
+)
 from .hashing import RecipeIdentity, child_key, identity_of, root_key
+from .tracking.metrics import append_metric, from_json_series
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -33,6 +40,8 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "record",
         "_sha",
         "_directory",
+        "_metrics",
+        "_recording",
     }
 )
 
@@ -83,6 +92,8 @@ class ExperimentState:
         self.record: StateRecord | None = None
         self._sha: str | None = None
         self._directory: Path | None = None
+        self._metrics: dict[str, list[list[float]]] = {}
+        self._recording = False
         for name in [*self.PROPERTIES, *self.NONHASHED_ATTRIBUTES]:
             setattr(self, name, None)
 
@@ -109,6 +120,47 @@ class ExperimentState:
 
     def _in_payload(self, name: str) -> bool:
         return name not in BOOKKEEPING_ATTRIBUTES and name not in self.PROPERTIES
+
+    # ------------------------------------------------------------ metrics
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Record ``value`` of metric ``name`` (at ``step``; default: the next one).
+
+        Call it inside a recipe's ``run()``, ``initialize_state()`` or a Function, on the
+        state they were given; it is stored with the state (or with the Function's run).
+        """
+        if not self.__dict__.get("_recording"):
+            raise MetricOutsideRunError(
+                f"log_metric({name!r}, ...) was called on state {self.sha()[:12]} while no "
+                "recipe, initialize_state or Function was running on it; call it inside "
+                "run(state) on the state you were given."
+            )
+        append_metric(self._metrics, name, value, step)
+
+    def load_metric(self, name: str) -> list[tuple[int, float]]:
+        """The series of ``name`` as (step, value) pairs: recorded by the recipe that made
+        the state, or else by the latest Function run that recorded it."""
+        series = self.metrics().get(name)
+        if series is None:
+            raise UnknownMetricError(
+                f"State {self.sha()[:12]} has no metric {name!r}; it has "
+                f"{sorted(self.metrics()) or 'none'}."
+            )
+        return [(int(step), value) for step, value in series]
+
+    def metrics(self) -> dict[str, list[list[float]]]:
+        """Every metric series of this state (recipe's first, then Functions' latest)."""
+        from .store import ExperimentStore
+
+        combined: dict[str, list[list[float]]] = {}
+        if self.directory is not None:
+            store = ExperimentStore(self.directory)
+            for evaluation in store.iter_evaluations(self.sha()):
+                if isinstance(evaluation, dict):
+                    combined.update(from_json_series(evaluation.get("metrics", {})))
+        combined.update(self.record.metrics if self.record else {})
+        combined.update(self._metrics)
+        return combined
 
     @property
     def status(self) -> str:

@@ -52,8 +52,13 @@ def test_distributed_local_cluster_produces_the_same_bytes(
     ):
         exp, promises = build_lottery_tree(tmp_path)
         report = exp.run(client=client)
+        failing, doomed, _, healthy = _tree_with_failing_branch(tmp_path / "failing")
+        with pytest.raises(ValueError, match="first failure"):
+            failing.run(client=client)
     assert report.ran == {promise.key for promise in promises.values()}
     assert _payload_bytes(tmp_path) == reference_payloads
+    assert failing.last_run.failed == {doomed.key}
+    assert (tmp_path / "failing" / "states" / f"{healthy.key}.json").exists()
 
 
 def _tree_with_failing_branch(directory):
@@ -124,9 +129,21 @@ def test_progress_bar_counts_done_cached_and_failed_states(tmp_path, capsys):
     assert "cached=4, done=0, failed=1" in second
 
 
-def test_progress_bar_is_quiet_when_not_a_terminal(tmp_path, capsys):
-    build_lottery_tree(tmp_path)[0].run()
-    assert capsys.readouterr().err == ""
+def test_progress_bar_is_off_when_not_a_terminal_unless_asked_for(capsys):
+    from dagger_wf.runners.progress import RunProgress
+
+    with RunProgress(10) as automatic, RunProgress(10, enabled=True) as forced:
+        assert automatic._bar.disable  # pytest's stderr is not a terminal
+        assert not forced._bar.disable
+
+
+def test_an_exception_that_cannot_be_pickled_comes_back_as_recipe_failed_error(tmp_path):
+    from trees import RaiseUnpicklable
+
+    exp = dg.Experiment(tmp_path, State)
+    RaiseUnpicklable()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    with pytest.raises(dg.RecipeFailedError, match="UnpicklableError: holds an open file"):
+        exp.run(scheduler="processes")
 
 
 def test_a_worker_killed_mid_recipe_fails_that_state_and_the_rest_finishes(tmp_path):

@@ -107,3 +107,35 @@ def record_visit(state):
 
     with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
         visits.write(state.sha() + "\n")
+
+
+class UnpicklableError(Exception):
+    """An exception that cannot travel between processes."""
+
+    def __init__(self, handle):
+        super().__init__("holds an open file")
+        self.handle = handle
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle an open file")
+
+
+class RaiseUnpicklable(dg.Recipe):
+    def run(self, state):
+        raise UnpicklableError(open(__file__))  # noqa: SIM115 - the open file is the point
+
+
+class FailsUntil(dg.Recipe):
+    """Fails until the file ``switch`` exists: a bug fixed outside the key."""
+
+    PROPERTIES = ["switch"]
+
+    def __init__(self, switch):
+        self.switch = str(switch)
+
+    def run(self, state):
+        from pathlib import Path
+
+        if not Path(self.switch).exists():
+            raise ValueError("not fixed yet")
+        return state

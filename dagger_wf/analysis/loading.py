@@ -34,7 +34,7 @@ def load_tree(
             state.parent = parent
             parent.children.add(state)
     roots = store.read_experiment().get("roots", [])
-    tree = StaticExperimentTree(node_map, roots, corrupt)
+    tree = StaticExperimentTree(node_map, roots, corrupt, store.directory)
     if not slim:
         for state in node_map.values():
             if state.status == "done":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -12,7 +13,10 @@ from ..errors import CorruptStateError, StateNotFoundError
 from .nodes import NodeSet
 
 if TYPE_CHECKING:
+    import pandas
+
     from ..state import ExperimentState
+    from ..store import ExperimentStore
 
 
 class StaticExperimentTree:
@@ -28,8 +32,10 @@ class StaticExperimentTree:
         node_map: dict[str, ExperimentState],
         root_keys: list[str],
         corrupt: list[CorruptStateError] | None = None,
+        directory: Path | None = None,
     ) -> None:
         self.node_map = node_map
+        self.directory = directory
         self.corrupt = corrupt or []
         self.digraph = nx.DiGraph()
         for key, state in node_map.items():
@@ -89,6 +95,48 @@ class StaticExperimentTree:
         from .drawing import render_tree
 
         return render_tree(self, Path(path), fmt)
+
+    # ------------------------------------------------------------ tracking
+
+    def history(self, nodes: Iterable[ExperimentState] | None = None) -> pandas.DataFrame:
+        """One row per attempt of every state (or of ``nodes``, e.g. a filter's result):
+        status, times, seed, properties, tags and final metric values."""
+        from ..tracking.history import history_frame
+
+        keys = None if nodes is None else [node.sha() for node in nodes]
+        return history_frame(self._store(), keys)
+
+    def metric_history(
+        self, name: str, nodes: Iterable[ExperimentState] | None = None
+    ) -> pandas.DataFrame:
+        """Metric ``name`` step by step for every state (or ``nodes``): key, step, value."""
+        from ..tracking.history import metric_frame
+
+        chosen = self.nodes if nodes is None else nodes
+        return metric_frame(self._store(), name, [node.sha() for node in chosen])
+
+    def plot_metric(
+        self, name: str, nodes: Iterable[ExperimentState] | None = None, ax: Any = None
+    ) -> Any:
+        """A matplotlib line per state of metric ``name`` over its steps; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        frame = self.metric_history(name, nodes)
+        ax = ax or plt.subplots(figsize=(7, 4.5))[1]
+        for key, series in frame.groupby("key", sort=False):
+            node = self.node_map[key]
+            label = f"{key[:8]} {','.join(sorted(node.tags))}".strip()
+            ax.plot(series["step"], series["value"], marker=".", label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        if len(frame):
+            ax.legend(fontsize=7)
+        return ax
+
+    def _store(self) -> ExperimentStore:
+        from ..store import ExperimentStore
+
+        return ExperimentStore(self.directory)
 
     def __len__(self) -> int:
         return len(self.node_map)

@@ -22,6 +22,7 @@ from ..plan import PlannedState
 from ..recipe import Function
 from ..state import ExperimentState
 from ..store import ExperimentStore, StateRecord, load_state, store_state
+from ..tracking.metrics import metrics_from_return, to_json_series
 from ..tracking.seeding import seed_everything, seed_from_key
 
 
@@ -89,10 +90,14 @@ def _initial_state(
 
 def _run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
     seed_everything(seed)
+    state._recording = True
     if planned.recipe is None:
         state.initialize_state(**planned.root_properties)
+        state._recording = False
         return state
     result = _checked_result(planned, planned.recipe.run(state))
+    state._recording = result._recording = False
+    result._metrics = {**state._metrics, **result._metrics}
     # Whatever object run() returned, it is the state this key names.
     result._sha, result.parent_sha, result.recipe = planned.key, planned.parent_key, planned.recipe
     result.root_state = False
@@ -178,24 +183,44 @@ def apply_function(
     run_id: str,
 ) -> RunEvent:
     """Run ``function`` on the stored state ``key`` (always, cached or not), unless the
-    event of computing that state says it failed (None: the state is known to be done)."""
+    event of computing that state says it failed (None: the state is known to be done).
+
+    Each run is recorded (``evaluations/<key>/``) with its status and the metrics the
+    Function logged or returned (a dict of numbers)."""
     if state_event is not None and state_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(run_id, key, EventKind.FUNCTION_SKIPPED, repr(function))
+    store = ExperimentStore(store_directory)
+    evaluation = {"key": key, "function": function.name, "run_id": run_id, "started": _now()}
     start = time.perf_counter()
+    state = None
     try:
-        state = load_state(ExperimentStore(store_directory), key, state_class)
+        state = load_state(store, key, state_class)
         seed_everything(seed_from_key(key))
-        function.op(state)
+        state._recording = True
+        returned = function.op(state)
+        metrics = {**state._metrics, **metrics_from_return(returned)}
     except Exception as error:
+        text = traceback.format_exc()
+        duration = time.perf_counter() - start
+        metrics = state._metrics if state is not None else {}
+        evaluation.update(status="failed", error=text, error_type=type(error).__qualname__)
+        _write_evaluation(store, evaluation, duration, metrics)
         return RunEvent(
             run_id,
             key,
             EventKind.FUNCTION_FAILED,
             repr(function),
-            time.perf_counter() - start,
+            duration,
             _portable(error),
-            traceback.format_exc(),
+            text,
         )
-    return RunEvent(
-        run_id, key, EventKind.FUNCTION_RAN, repr(function), time.perf_counter() - start
-    )
+    duration = time.perf_counter() - start
+    _write_evaluation(store, {**evaluation, "status": "done"}, duration, metrics)
+    return RunEvent(run_id, key, EventKind.FUNCTION_RAN, repr(function), duration)
+
+
+def _write_evaluation(
+    store: ExperimentStore, evaluation: dict[str, Any], duration: float, metrics: dict
+) -> None:
+    evaluation.update(finished=_now(), duration_s=duration, metrics=to_json_series(metrics))
+    store.write_evaluation(evaluation["key"], evaluation)

@@ -24,6 +24,7 @@ def record_of(
         properties=state.property_values(),
         tags=tuple(sorted(set(state.tags))),
         status=status,
+        metrics={**(state.record.metrics if state.record else {}), **state._metrics},
         **details,
     )
 

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..hashing import RecipeIdentity
+from ..tracking.metrics import from_json_series, to_json_series
 from .codec import from_json, to_json
 
 RECORD_FORMAT = 1
@@ -49,6 +50,9 @@ class StateRecord:
     error: str | None = None
     error_type: str | None = None
     payload_bytes: int | None = None
+    metrics: dict[str, list[list[float]]] = dataclasses.field(default_factory=dict)
+    environment: str | None = None  # digest of the environment snapshot it ran in
+    code: str | None = None  # digest of the code snapshot of its recipe
 
     def run_details(self) -> dict[str, Any]:
         """How the state was computed, to keep when it is stored again."""
@@ -62,6 +66,7 @@ class StateRecord:
             recipe=identity_to_json(self.recipe) if self.recipe else None,
             properties=to_json(self.properties),
             tags=sorted(self.tags),
+            metrics=to_json_series(self.metrics),
         )
         return document
 
@@ -75,5 +80,6 @@ class StateRecord:
             recipe=identity_from_json(document["recipe"]) if document["recipe"] else None,
             properties=from_json(document["properties"]),
             tags=tuple(document["tags"]),
+            metrics=from_json_series(document.get("metrics", {})),
         )
         return cls(**values)

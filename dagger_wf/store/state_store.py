@@ -6,8 +6,9 @@ Layout::
     states/<key>.json        metadata of a computed state (written last: the "done" mark)
     payloads/<key>.payload   its NONHASHED_ATTRIBUTES (small buffers inline)
     blobs/<sha256>           large arrays and tensors, by content: stored once, shared
-    failures/<key>.json      metadata of the last failed attempt, with its traceback
+    failures/<key>/<time>.json  metadata of each failed attempt, with its traceback
     running/<key>.json       who is computing the state now (gone once it is stored)
+    evaluations/<key>/<time>.json  each run of a Function on the state: status, metrics
 
 A state counts as computed exactly when ``states/<key>.json`` and its payload exist. The
 payload is written first, both atomically, so a run killed at any moment leaves either a whole
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,8 @@ class ExperimentStore:
     def blob_directory(self) -> Path:
         return self.directory / "blobs"
 
-    def failure_path(self, key: str) -> Path:
-        return self.directory / "failures" / f"{key}.json"
+    def failure_directory(self, key: str) -> Path:
+        return self.directory / "failures" / key
 
     # ------------------------------------------------------------ experiment
 
@@ -114,10 +116,18 @@ class ExperimentStore:
         return markers
 
     def write_failure(self, record: StateRecord) -> None:
-        atomic_write_json(self.failure_path(record.key), record.to_json())
+        """Add a failed attempt; earlier attempts (and a later success) leave it in place."""
+        moment = (record.finished or "").replace(":", "").replace("-", "")
+        name = f"{moment}-{uuid.uuid4().hex[:8]}.json"
+        atomic_write_json(self.failure_directory(record.key) / name, record.to_json())
+
+    def failure_paths(self, key: str) -> list[Path]:
+        """Every failed attempt of ``key``, oldest first."""
+        return sorted(self.failure_directory(key).glob("*.json"))
 
     def read_failure(self, key: str) -> StateRecord:
-        return _record_from_file(self.failure_path(key))
+        """The latest failed attempt of ``key``."""
+        return _record_from_file(self.failure_paths(key)[-1])
 
     def write_record(self, record: StateRecord) -> None:
         """Rewrite a computed state's metadata (e.g. to add tags); the payload stays."""
@@ -147,9 +157,29 @@ class ExperimentStore:
         for path in sorted((self.directory / "states").glob("*.json")):
             done.add(path.stem)
             yield _record_or_error(path)
-        for path in sorted((self.directory / "failures").glob("*.json")):
-            if path.stem not in done:
-                yield _record_or_error(path)
+        failed_keys = {path.parent.name for path in (self.directory / "failures").glob("*/*.json")}
+        for key in sorted(failed_keys - done):
+            yield _record_or_error(self.failure_paths(key)[-1])
+
+    def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
+        moment = document["started"].replace(":", "").replace("-", "")
+        name = f"{moment}-{uuid.uuid4().hex[:8]}.json"
+        atomic_write_json(self.directory / "evaluations" / key / name, document)
+
+    def iter_evaluations(self, key: str) -> Iterator[dict[str, Any] | CorruptStateError]:
+        """Every Function run on ``key``, oldest first; a corrupt file yields its error."""
+        for path in sorted((self.directory / "evaluations" / key).glob("*.json")):
+            try:
+                yield _read_json(path)
+            except CorruptStateError as error:
+                yield error
+
+    def iter_attempts(self) -> Iterator[StateRecord | CorruptStateError]:
+        """Every attempt: each computed state and each failed attempt, failed ones first."""
+        for path in sorted((self.directory / "failures").glob("*/*.json")):
+            yield _record_or_error(path)
+        for path in sorted((self.directory / "states").glob("*.json")):
+            yield _record_or_error(path)
 
 
 def _read_json(path: Path) -> Any:

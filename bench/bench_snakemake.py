@@ -1,0 +1,541 @@
+"""Snakemake costs of dagger_wf, each printed next to a bare Snakemake workflow run in the same run.
+
+Part 1: emitting the workflow of N trivial states (root -> 10 chains). Part 2: ``snakemake
+-n`` on our workflow against a bare one-rule workflow with as many flat targets, and
+against a bare workflow with our chains but no groups (what the chains alone cost).
+Part 3: N' trivial states computed locally, fused in the Snakemake process (our
+workflow, profiles/local) against one shell job per state. Part 4 (``--slurm``): the
+example tree on the SLURM cluster of shared/services/slurm, with and without grouping.
+
+Timings are medians of 3 repeats (SLURM runs: once) and never asserted: these machines
+are shared and noisy. Run from the repository root: ``python bench/bench_snakemake.py
+[--states 10000] [--trivial 1000] [--slurm]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib.metadata
+import itertools
+import json
+import math
+import os
+import platform
+import pstats
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_core import HEADER, REPEATS, duration, ratio, row, timed
+
+import dagger_wf as dg
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ROOT / "profiles"
+EXAMPLE = ROOT / "examples" / "lottery_ticket.py"
+EXAMPLE_ARGUMENTS = ["--epochs", "2", "--finetune-epochs", "1"]
+BRANCHES = 10
+EMIT_TARGET_S = 1.0
+DRY_RUN_TARGET = 1.3
+FUSED_TARGET = 5.0
+QUEUE_WAIT_S = 300
+QUEUE_POLL_S = 10
+PROFILE_ENTRIES = 14
+
+
+# ---------------------------------------------------------------- experiment trees
+
+
+class Counter(dg.ExperimentState):
+    """One int of payload. Defined here, not imported from bench_core, so that the
+    emitted specs pickle it by value and a shell job imports dagger_wf only, not torch."""
+
+    PROPERTIES = ["name"]
+    NONHASHED_ATTRIBUTES = ["value"]
+
+    def initialize_state(self, **kwargs: Any) -> None:
+        self.value = 0
+
+
+class Step(dg.Recipe):
+    """A trivial transition: sets the payload to ``i``."""
+
+    PROPERTIES = ["i"]
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def run(self, state: dg.ExperimentState) -> dg.ExperimentState:
+        state.value = self.i
+        return state
+
+
+def chain_lengths(n: int, branches: int) -> list[int]:
+    """Chain lengths of ``branches`` chains so that the tree has ``n`` states, root included."""
+    base, extra = divmod(n - 1, branches)
+    return [base + (branch < extra) for branch in range(branches)]
+
+
+def define_tree(directory: Path, n: int, branches: int) -> dg.Experiment:
+    """Root -> ``branches`` chains of Step, each Step with its own index (a unique key)."""
+    exp = dg.Experiment(directory, state_class=Counter)
+    root = exp.spawn_new_tree(name="bench")
+    indices = itertools.count(1)
+    for length in chain_lengths(n, branches):
+        state = root
+        for _ in range(length):
+            state = Step(next(indices))(state)
+    return exp
+
+
+def shape(n: int, branches: int) -> str:
+    return f"{branches} chains of {max(chain_lengths(n, branches))}"
+
+
+def emit(directory: Path, n: int, branches: int) -> Path:
+    """Our workflow for a fresh tree: the Snakefile in ``directory``, the store below it."""
+    return define_tree(directory / "store", n, branches).emit_snakefile(directory / "Snakefile")
+
+
+# ---------------------------------------------------------------- bare workflows
+
+
+def write_snakefile(directory: Path, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    snakefile = directory / "Snakefile"
+    snakefile.write_text(text)
+    return snakefile
+
+
+def flat_workflow(directory: Path, n: int) -> Path:
+    """The floor: one rule, ``n`` independent targets, nothing read, no groups."""
+    return write_snakefile(
+        directory,
+        f"rule all:\n"
+        f'    input: expand("out/{{i}}.txt", i=range({n}))\n\n'
+        f"rule make:\n"
+        f'    output: "out/{{i}}.txt"\n'
+        f'    shell: "touch {{output}}"\n',
+    )
+
+
+MANIFEST_PROLOGUE = """\
+import json
+
+workdir: {store}
+
+with open("workflow/manifest.json") as _manifest_file:
+    _MANIFEST = json.load(_manifest_file)
+_STATES = _MANIFEST["states"]
+
+wildcard_constraints:
+    key="[0-9a-f]{{64}}",
+
+
+def _parent(wildcards, prefix, suffix):
+    parent = _STATES[wildcards.key]["parent"]
+    return [f"{{prefix}}{{parent}}{{suffix}}"] if parent else []
+
+"""
+
+
+def chained_workflow(directory: Path, store: Path) -> Path:
+    """Our DAG (the store's manifest: same targets, same parents) as ``touch`` jobs, no groups.
+
+    Against it, ours shows what the template adds; against the flat one, what chains add.
+    """
+    return write_snakefile(
+        directory,
+        MANIFEST_PROLOGUE.format(store=json.dumps(str(store)))
+        + 'rule all:\n    input: expand("bare/{key}.done", key=_MANIFEST["targets"])\n\n'
+        "rule make:\n"
+        '    input: lambda wildcards: _parent(wildcards, "bare/", ".done")\n'
+        '    output: "bare/{key}.done"\n'
+        '    shell: "touch {output}"\n',
+    )
+
+
+def shell_workflow(directory: Path, store: Path) -> Path:
+    """One shell job per state: a fresh interpreter runs ``compute_state_job`` for it.
+
+    It reads the manifest and specs our emission wrote into ``store`` and computes the
+    same states into it; only the rule's body differs from ours (and it has no groups).
+    """
+    code = (
+        "from dagger_wf.runners.snakemake_job import compute_state_job; "
+        f"compute_state_job({str(store)!r}, '{{wildcards.key}}')"
+    )
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+    return write_snakefile(
+        directory,
+        MANIFEST_PROLOGUE.format(store=json.dumps(str(store)))
+        + 'rule all:\n    input: expand("states/{key}.json", key=_MANIFEST["targets"])\n\n'
+        "rule state:\n"
+        '    input: lambda wildcards: _parent(wildcards, "states/", ".json")\n'
+        '    output: "states/{key}.json"\n'
+        f"    shell: {json.dumps(command)}\n",
+    )
+
+
+# ---------------------------------------------------------------- running snakemake
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Seconds of each successful repeat, or why the first attempt failed."""
+
+    samples: list[float] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+class SnakemakeFailed(RuntimeError):
+    """A snakemake run exited non-zero; the message is the first error line of its log."""
+
+
+def first_error(output: str) -> str:
+    errors = [line.strip() for line in output.splitlines() if "Error" in line]
+    return (errors or output.splitlines()[-1:] or ["no output"])[0][:100]
+
+
+def snakemake(
+    snakefile: Path, *arguments: str, profile_to: Path | None = None
+) -> tuple[float, str]:
+    """Wall time and output of ``python -m snakemake``, run next to the Snakefile as a user
+    runs it; the output goes to a log file there, never to the table."""
+    profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
+    command = [sys.executable, *profiler, "-m", "snakemake", "--snakefile", str(snakefile)]
+    log = snakefile.with_suffix(".log")
+    with open(log, "w") as file:
+        start = time.perf_counter()
+        completed = subprocess.run(
+            [*command, *arguments], cwd=snakefile.parent, stdout=file, stderr=subprocess.STDOUT
+        )
+        seconds = time.perf_counter() - start
+    output = log.read_text()
+    if completed.returncode != 0:
+        raise SnakemakeFailed(first_error(output))
+    return seconds, output
+
+
+def repeated(snakefile: Path, *arguments: str) -> Outcome:
+    """Three runs; a failing first run is reported, not repeated (it fails the same way)."""
+    outcome = Outcome()
+    for _ in range(REPEATS):
+        try:
+            outcome.samples.append(snakemake(snakefile, *arguments)[0])
+        except SnakemakeFailed as error:
+            outcome.error = str(error)
+            break
+    return outcome
+
+
+DRY_RUN = ("-n", "--cores", "1", "--quiet")
+
+
+def measure_emission(workdir: Path, n: int) -> list[float]:
+    """Seconds of ``exp.emit_snakefile`` on a freshly defined tree (so it is a first emit)."""
+    samples = []
+    for repeat in range(REPEATS):
+        directory = workdir / f"emit-{repeat}"
+        exp = define_tree(directory / "store", n, BRANCHES)
+        samples.append(timed(functools.partial(exp.emit_snakefile, directory / "Snakefile"))[0])
+        shutil.rmtree(directory)
+    return samples
+
+
+def shapes(n: int) -> list[int]:
+    """Chain counts: the emission tree's 10 long chains, then shallower trees of ``n``."""
+    return sorted({BRANCHES, math.isqrt(n), max(n // 10, 1)})
+
+
+def measure_dry_runs(workdir: Path, n: int) -> dict[str, Outcome]:
+    """Flat floor once; ours and the bare chains for each tree shape, in fresh stores."""
+    outcomes = {"flat": repeated(flat_workflow(workdir / "flat", n), *DRY_RUN)}
+    for branches in shapes(n):
+        ours = emit(workdir / f"ours-{branches}", n, branches)
+        chained = chained_workflow(workdir / f"chained-{branches}", ours.parent / "store")
+        outcomes[f"ours-{branches}"] = repeated(ours, *DRY_RUN)
+        outcomes[f"chained-{branches}"] = repeated(chained, *DRY_RUN)
+    return outcomes
+
+
+def profile_dry_run(workdir: Path, branches: int) -> pstats.Stats:
+    """One dry run of ours under cProfile (the workflow measured in part 2)."""
+    snakefile = workdir / f"ours-{branches}" / "Snakefile"
+    profile = workdir / "dry-run.prof"
+    snakemake(snakefile, *DRY_RUN, profile_to=profile)
+    return pstats.Stats(str(profile))
+
+
+def local_run(snakefile: Path, store: Path, n: int) -> float:
+    """Seconds of a local run; raises unless it left all ``n`` states in ``store``."""
+    seconds, _ = snakemake(snakefile, "--profile", str(PROFILES / "local"), "--cores", "2")
+    computed = len(list((store / "states").glob("*.json")))
+    if computed != n:
+        raise RuntimeError(f"{snakefile} computed {computed} states, not {n}")
+    return seconds
+
+
+def measure_local(workdir: Path, n: int) -> dict[str, list[float]]:
+    """Ours (fused) and one shell job per state, alternating, each from an empty store."""
+    samples: dict[str, list[float]] = {"fused": [], "shell": []}
+    for repeat in range(REPEATS):
+        fused = emit(workdir / f"fused-{repeat}", n, BRANCHES)
+        samples["fused"].append(local_run(fused, fused.parent / "store", n))
+        store = emit(workdir / f"shell-{repeat}", n, BRANCHES).parent / "store"
+        shell = shell_workflow(store.parent / "shell", store)
+        samples["shell"].append(local_run(shell, store, n))
+        shutil.rmtree(fused.parent)
+        shutil.rmtree(store.parent)
+    return samples
+
+
+# ---------------------------------------------------------------- SLURM
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmRun:
+    seconds: float
+    submitted: int  # "submitted with SLURM jobid" lines in snakemake's output
+    accounted: int  # jobs sacct knows under this run's job name since it started
+    states: int
+
+
+def slurm_answers() -> bool:
+    """Whether the cluster of shared/services/slurm/start.sh is up (sinfo answers)."""
+    if shutil.which("sinfo") is None:
+        return False
+    return subprocess.run(["sinfo"], capture_output=True).returncode == 0
+
+
+def wait_for_empty_queue() -> bool:
+    """Other people's jobs share the node: start once the queue is empty (or give up)."""
+    deadline = time.monotonic() + QUEUE_WAIT_S
+    while subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(QUEUE_POLL_S)
+    return True
+
+
+def emit_example(directory: Path, group_size: int | None) -> Path:
+    """The example's workflow, emitted as a user would: ``dagger-wf snakefile``."""
+    directory.mkdir(parents=True)
+    snakefile = directory / "Snakefile"
+    size = ["--group-size", str(group_size)] if group_size else []
+    command = [sys.executable, "-m", "dagger_wf.cli", "snakefile", "--snakefile", str(snakefile)]
+    arguments = [str(EXAMPLE), "--directory", str(directory / "store"), *EXAMPLE_ARGUMENTS]
+    subprocess.run([*command, *size, *arguments], cwd=directory, check=True, capture_output=True)
+    return snakefile
+
+
+def slurm_run(snakefile: Path) -> SlurmRun:
+    """One run with profiles/slurm; submissions counted in its log and, as a check, in sacct."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%S")
+    seconds, output = snakemake(snakefile, "--profile", str(PROFILES / "slurm"))
+    run_id = re.search(r"SLURM run ID: (\S+)", output)
+    sacct = ["sacct", "-X", "-n", "-S", start, "-o", "JobID"]
+    if run_id:
+        sacct.append(f"--name={run_id.group(1)}")
+    accounted = subprocess.run(sacct, capture_output=True, text=True, check=True).stdout.split()
+    return SlurmRun(
+        seconds,
+        len(re.findall(r"submitted with SLURM jobid", output)),
+        len(accounted),
+        len(list((snakefile.parent / "store" / "states").glob("*.json"))),
+    )
+
+
+def measure_slurm(workdir: Path) -> dict[str, SlurmRun]:
+    return {
+        "grouped": slurm_run(emit_example(workdir / "grouped", None)),
+        "single": slurm_run(emit_example(workdir / "single", 1)),
+    }
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def outcome_row(label: str, outcome: Outcome, n: int, note: str = "") -> str:
+    if outcome.error:
+        return f"  {label:<46} fails: {outcome.error}"
+    return row(label, outcome.samples, n, note)
+
+
+def target(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def print_machine() -> None:
+    versions = {name: importlib.metadata.version(name) for name in SNAKEMAKE_PACKAGES}
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.platform()}\n"
+        f"python {platform.python_version()}, "
+        + ", ".join(f"{name} {version}" for name, version in versions.items())
+        + f", dagger_wf {dg.__version__}\n"
+        f"each figure: median of {REPEATS} repeats, range = (max - min) / median; "
+        "ratios compare medians of this run\n"
+    )
+
+
+SNAKEMAKE_PACKAGES = ["snakemake", "snakemake-executor-plugin-slurm"]
+
+
+def print_emission(n: int, samples: list[float]) -> None:
+    median = statistics.median(samples)
+    print(f"Part 1: emission, {n} trivial states ({shape(n, BRANCHES)}), fresh tree each time")
+    print(HEADER)
+    note = f"target < {EMIT_TARGET_S:.0f} s: {target(median < EMIT_TARGET_S)}"
+    print(row("exp.emit_snakefile(path)", samples, n, note))
+    print()
+
+
+def print_dry_runs(n: int, outcomes: dict[str, Outcome]) -> int | None:
+    """The table; returns the chain count of ours with the worst ratio over the target."""
+    flat = outcomes["flat"]
+    print(f"Part 2: dry run (snakemake {' '.join(DRY_RUN)}), {n} states, empty store")
+    print(HEADER)
+    print(outcome_row(f"bare: 1 rule, {n} flat targets", flat, n))
+    worst: tuple[float, int] | None = None
+    for branches in shapes(n):
+        ours, chained = outcomes[f"ours-{branches}"], outcomes[f"chained-{branches}"]
+        depth = max(chain_lengths(n, branches)) + 1
+        print(f"  {shape(n, branches)} (depth {depth}):")
+        note = ""
+        if ours.samples and flat.samples:
+            over_flat = ratio(ours.samples, flat.samples)
+            note = f"{over_flat:.2f}x flat; target <= {DRY_RUN_TARGET}x: "
+            note += target(over_flat <= DRY_RUN_TARGET)
+            if over_flat > DRY_RUN_TARGET and (worst is None or over_flat > worst[0]):
+                worst = (over_flat, branches)
+        print(outcome_row("  ours (emitted workflow)", ours, n, note))
+        note = ""
+        if ours.samples and chained.samples:
+            note = f"ours = {ratio(ours.samples, chained.samples):.2f}x this"
+        print(outcome_row("  bare: same chains, 1 touch rule, no groups", chained, n, note))
+    print()
+    return worst[1] if worst else None
+
+
+def location(file: str, line: int, name: str) -> str:
+    """``snakemake/dag.py:1850 _check_groups`` rather than the whole path."""
+    short = file.split("site-packages/")[-1] if "site-packages/" in file else Path(file).name
+    return f"{short}:{line} {name}"
+
+
+def is_wrapper(file: str) -> bool:
+    """Frames that only hold others (the event loop, runpy, imports, builtins)."""
+    return file.startswith(("<", "~")) or "asyncio" in file or file.endswith("runpy.py")
+
+
+def print_profile(stats: pstats.Stats, snakefile: Path, branches: int, n: int) -> None:
+    """Heaviest calls below the entry points, then the Snakefile's own code (module:
+    settings and manifest loading; its input and group functions)."""
+    entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    total = max(data[3] for data in entries.values())
+    heaviest = sorted(entries.items(), key=lambda item: item[1][3], reverse=True)
+    shown = [
+        (function, data)
+        for function, data in heaviest
+        if data[3] < 0.8 * total and not is_wrapper(function[0])
+    ][:PROFILE_ENTRIES]
+    print(
+        f"  where ours spends its dry run ({shape(n, branches)}), one run under cProfile "
+        f"({duration(total)} there):"
+    )
+    print(f"    {'share':>5} {'cumulative':>10} {'own':>10} {'calls':>10}  function")
+    for (file, line, name), (_, calls, own, cumulative, _) in shown:
+        print(
+            f"    {cumulative / total:>5.0%} {duration(cumulative):>10} {duration(own):>10} "
+            f"{calls:>10}  {location(file, line, name)}"
+        )
+    own_code = [(name, data) for (file, _, name), data in entries.items() if file == str(snakefile)]
+    seconds = sum(data[3] if name == "<module>" else data[2] for name, data in own_code)
+    names = ", ".join(sorted(name for name, _ in own_code))
+    print(f"    the Snakefile's own code ({names}): {duration(seconds)} = {seconds / total:.1%}")
+    print()
+
+
+def print_local(n: int, samples: dict[str, list[float]]) -> None:
+    fused, shell = samples["fused"], samples["shell"]
+    speedup = ratio(shell, fused)
+    met = speedup >= FUSED_TARGET
+    print(
+        f"Part 3: local run, {n} trivial states ({shape(n, BRANCHES)}) from an empty store, "
+        "--profile profiles/local --cores 2"
+    )
+    print(HEADER)
+    note = f"{speedup:.1f}x faster; target >= {FUSED_TARGET:.0f}x: "
+    print(row("ours: fused, run: in the Snakemake process", fused, n, note + target(met)))
+    print(row("one shell job per state (python -c ...)", shell, n))
+    print()
+
+
+def print_slurm(runs: dict[str, SlurmRun]) -> None:
+    grouped, single = runs["grouped"], runs["single"]
+    print(
+        f"Part 4: SLURM, examples/lottery_ticket.py {' '.join(EXAMPLE_ARGUMENTS)}, "
+        "--profile profiles/slurm; each variant run ONCE, not 3 times (SLURM runs are slow)"
+    )
+    print(f"  {'':<44} {'sbatch (log / sacct)':>20} {'states':>7} {'wall':>10}")
+    for label, run in [
+        ("grouped (default emit_snakefile)", grouped),
+        ("one job per state (max_group_size=1)", single),
+    ]:
+        counts = f"{run.submitted} / {run.accounted}"
+        print(f"  {label:<44} {counts:>20} {run.states:>7} {duration(run.seconds):>10}")
+    print(
+        f"  grouping: {single.submitted / max(grouped.submitted, 1):.1f}x fewer submissions, "
+        f"{single.seconds / grouped.seconds:.2f}x faster"
+    )
+    print()
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--states", type=int, default=10000, help="parts 1 and 2")
+    parser.add_argument("--trivial", type=int, default=1000, help="part 3")
+    parser.add_argument("--slurm", action="store_true", help="part 4: needs a SLURM cluster")
+    return parser.parse_args()
+
+
+def run_slurm_part(workdir: Path) -> None:
+    if not slurm_answers():
+        print("Part 4: SLURM skipped: sinfo does not answer (start shared/services/slurm)")
+        return
+    if not wait_for_empty_queue():
+        print(f"Part 4: SLURM skipped: the queue was not empty after {QUEUE_WAIT_S} s")
+        return
+    print_slurm(measure_slurm(workdir))
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    print_machine()
+    with tempfile.TemporaryDirectory(prefix="dagger_bench_snakemake-") as name:
+        workdir = Path(name)
+        print_emission(arguments.states, measure_emission(workdir, arguments.states))
+        outcomes = measure_dry_runs(workdir, arguments.states)
+        worst = print_dry_runs(arguments.states, outcomes)
+        if worst is not None:
+            snakefile = workdir / f"ours-{worst}" / "Snakefile"
+            print_profile(profile_dry_run(workdir, worst), snakefile, worst, arguments.states)
+        print_local(arguments.trivial, measure_local(workdir, arguments.trivial))
+        if arguments.slurm:
+            run_slurm_part(workdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The history of an experiment as pandas DataFrames: attempts, and metric series.
+
+Read from the store alone (metadata and evaluation records, never payloads), so a
+history of a large tree is cheap. pandas is imported only here, when asked for.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CorruptStateError, CorruptStateWarning
+from ..store import ExperimentStore, StateRecord
+from .metrics import from_json_series
+
+if TYPE_CHECKING:
+    import pandas
+
+
+def _evaluation_metrics(store: ExperimentStore, key: str) -> dict[str, list[list[float]]]:
+    """The latest series of each metric that a Function recorded on ``key``."""
+    metrics: dict[str, list[list[float]]] = {}
+    for evaluation in store.iter_evaluations(key):
+        if isinstance(evaluation, CorruptStateError):
+            warnings.warn(str(evaluation), CorruptStateWarning, stacklevel=4)
+            continue
+        metrics.update(from_json_series(evaluation.get("metrics", {})))
+    return metrics
+
+
+def _row(record: StateRecord, evaluation_metrics: dict[str, Any]) -> dict[str, Any]:
+    recipe = record.recipe
+    row: dict[str, Any] = {
+        "key": record.key,
+        "parent": record.parent_key,
+        "recipe": recipe.class_name if recipe else "(root)",
+        "status": record.status,
+        "tags": ",".join(sorted(record.tags)),
+        "started": record.started,
+        "finished": record.finished,
+        "duration_s": record.duration_s,
+        "host": record.host,
+        "runner": record.runner,
+        "seed": record.seed,
+        "error_type": record.error_type,
+    }
+    row.update({f"property.{name}": value for name, value in record.properties.items()})
+    if recipe is not None:
+        row.update({f"recipe.{name}": value for name, value in recipe.properties.items()})
+    # A failed attempt shows what it logged before failing; Functions ran on done states.
+    metrics = (
+        {**evaluation_metrics, **record.metrics} if record.status == "done" else record.metrics
+    )
+    row.update({f"metric.{name}": series[-1][1] for name, series in metrics.items() if series})
+    return row
+
+
+def history_frame(store: ExperimentStore, keys: Iterable[str] | None = None) -> pandas.DataFrame:
+    """One row per attempt (each computed state, each failed attempt), oldest first.
+
+    Columns: key, parent, recipe, status, tags, times, host, runner, seed, error_type, then
+    ``property.<name>``, ``recipe.<name>`` and the final value of each metric as
+    ``metric.<name>``. ``keys`` keeps only those states (e.g. a node filter's shas()).
+    """
+    import pandas
+
+    wanted = set(keys) if keys is not None else None
+    rows = []
+    for record in store.iter_attempts():
+        if isinstance(record, CorruptStateError):
+            warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
+            continue
+        if wanted is not None and record.key not in wanted:
+            continue
+        rows.append(_row(record, _evaluation_metrics(store, record.key)))
+    frame = pandas.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values("started", kind="stable", na_position="first")
+    return frame.reset_index(drop=True)
+
+
+def metric_frame(store: ExperimentStore, name: str, keys: Iterable[str]) -> pandas.DataFrame:
+    """The series of metric ``name`` of each state, long format: key, step, value."""
+    import pandas
+
+    rows = []
+    for key in keys:
+        record_metrics = store.read_record(key).metrics if store.is_done(key) else {}
+        series = {**_evaluation_metrics(store, key), **record_metrics}.get(name, [])
+        rows += [{"key": key, "step": step, "value": value} for step, value in series]
+    return pandas.DataFrame(rows, columns=["key", "step", "value"])
