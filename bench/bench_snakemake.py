@@ -49,7 +49,7 @@ DRY_RUN_TARGET = 1.3
 FUSED_TARGET = 5.0
 QUEUE_WAIT_S = 300
 QUEUE_POLL_S = 10
-PROFILE_ENTRIES = 14
+PROFILE_ENTRIES = 10
 
 
 # ---------------------------------------------------------------- experiment trees
@@ -426,37 +426,41 @@ def print_dry_runs(n: int, outcomes: dict[str, Outcome]) -> int | None:
     return worst[1] if worst else None
 
 
-def location(file: str, line: int, name: str) -> str:
-    """``snakemake/dag.py:1850 _check_groups`` rather than the whole path."""
+Function = tuple[str, int, str]  # pstats' key: file, line, name
+
+
+def location(function: Function) -> str:
+    """``snakemake/dag.py:1855 dfs`` rather than the whole path; builtins by name."""
+    file, line, name = function
+    if file == "~":
+        return name
     short = file.split("site-packages/")[-1] if "site-packages/" in file else Path(file).name
     return f"{short}:{line} {name}"
 
 
-def is_wrapper(file: str) -> bool:
-    """Frames that only hold others (the event loop, runpy, imports, builtins)."""
-    return file.startswith(("<", "~")) or "asyncio" in file or file.endswith("runpy.py")
+def main_caller(function: Function, callers: dict[Function, tuple[Any, ...]]) -> str:
+    """The caller that spent the most time in ``function`` (recursion aside)."""
+    others = {caller: edge for caller, edge in callers.items() if caller != function}
+    if not others:
+        return ""
+    return location(max(others, key=lambda caller: others[caller][3]))
 
 
 def print_profile(stats: pstats.Stats, snakefile: Path, branches: int, n: int) -> None:
-    """Heaviest calls below the entry points, then the Snakefile's own code (module:
-    settings and manifest loading; its input and group functions)."""
-    entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    """The functions with the most time of their own, each with the caller it serves, then
+    the Snakefile's own code (module: settings, manifest; its input and group functions)."""
+    entries: dict[Function, tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
     total = max(data[3] for data in entries.values())
-    heaviest = sorted(entries.items(), key=lambda item: item[1][3], reverse=True)
-    shown = [
-        (function, data)
-        for function, data in heaviest
-        if data[3] < 0.8 * total and not is_wrapper(function[0])
-    ][:PROFILE_ENTRIES]
+    heaviest = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)
     print(
-        f"  where ours spends its dry run ({shape(n, branches)}), one run under cProfile "
-        f"({duration(total)} there):"
+        f"  where ours spends its dry run ({shape(n, branches)}): one run under cProfile, "
+        f"{duration(total)} there; functions by time of their own"
     )
-    print(f"    {'share':>5} {'cumulative':>10} {'own':>10} {'calls':>10}  function")
-    for (file, line, name), (_, calls, own, cumulative, _) in shown:
+    print(f"    {'own':>10} {'share':>5} {'cumulative':>10} {'calls':>9}  function  <- main caller")
+    for function, (_, calls, own, cumulative, callers) in heaviest[:PROFILE_ENTRIES]:
         print(
-            f"    {cumulative / total:>5.0%} {duration(cumulative):>10} {duration(own):>10} "
-            f"{calls:>10}  {location(file, line, name)}"
+            f"    {duration(own):>10} {own / total:>5.0%} {duration(cumulative):>10} {calls:>9}"
+            f"  {location(function)}  <- {main_caller(function, callers)}"
         )
     own_code = [(name, data) for (file, _, name), data in entries.items() if file == str(snakefile)]
     seconds = sum(data[3] if name == "<module>" else data[2] for name, data in own_code)

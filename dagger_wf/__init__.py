@@ -6,13 +6,17 @@ once, locally with Dask or on a cluster through Snakemake.
 
 from .analysis import NodeSet, StaticExperimentTree
 from .errors import (
+    CodeChangedWarning,
+    CorruptSnapshotError,
     CorruptStateError,
     CorruptStateWarning,
     DaggerError,
     DaggerWarning,
+    EnvironmentChangedWarning,
     ForeignPromiseError,
     InvalidMetricError,
     InvalidNodeSetOperandError,
+    InvalidOverrideError,
     InvalidTagError,
     MetricOutsideRunError,
     MissingPropertyError,
@@ -23,7 +27,9 @@ from .errors import (
     RecipeReturnError,
     RecipeSourceUnavailableError,
     ReservedPropertyNameError,
+    SeedMismatchWarning,
     SlimStateError,
+    SnapshotNotFoundError,
     StandInStateClassWarning,
     StateClassMismatchError,
     StateNotComputedError,
@@ -32,6 +38,7 @@ from .errors import (
     TreeNotSpawnedError,
     UnhashablePropertyError,
     UnknownMetricError,
+    UnknownParameterError,
     UnknownPropertyError,
     UnknownResourceError,
     UnknownRunnerError,
@@ -42,14 +49,18 @@ from .experiment import Experiment
 from .hashing import explain_key
 from .recipe import Function, Recipe, function
 from .state import ExperimentState, ExperimentStatePromise
+from .tracking.parameters import parameters
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CodeChangedWarning",
+    "CorruptSnapshotError",
     "CorruptStateError",
     "CorruptStateWarning",
     "DaggerError",
     "DaggerWarning",
+    "EnvironmentChangedWarning",
     "EventKind",
     "Experiment",
     "ExperimentState",
@@ -58,6 +69,7 @@ __all__ = [
     "Function",
     "InvalidMetricError",
     "InvalidNodeSetOperandError",
+    "InvalidOverrideError",
     "InvalidTagError",
     "MetricOutsideRunError",
     "MissingPropertyError",
@@ -72,7 +84,9 @@ __all__ = [
     "ReservedPropertyNameError",
     "RunEvent",
     "RunReport",
+    "SeedMismatchWarning",
     "SlimStateError",
+    "SnapshotNotFoundError",
     "StandInStateClassWarning",
     "StateClassMismatchError",
     "StateNotComputedError",
@@ -82,10 +96,12 @@ __all__ = [
     "TreeNotSpawnedError",
     "UnhashablePropertyError",
     "UnknownMetricError",
+    "UnknownParameterError",
     "UnknownPropertyError",
     "UnknownResourceError",
     "UnknownRunnerError",
     "WorkerLostError",
     "explain_key",
     "function",
+    "parameters",
 ]

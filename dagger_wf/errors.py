@@ -85,6 +85,14 @@ class CorruptStateError(DaggerError, ValueError):
     """A state's metadata or payload file is unreadable (truncated, edited, foreign)."""
 
 
+class SnapshotNotFoundError(DaggerError, FileNotFoundError):
+    """A state refers to a code or environment snapshot missing from the directory."""
+
+
+class CorruptSnapshotError(DaggerError, ValueError):
+    """A snapshot file is unreadable or no longer matches the digest it is named after."""
+
+
 class StateNotFoundError(DaggerError, KeyError):
     """No state with the given key (or key prefix) exists."""
 
@@ -121,12 +129,32 @@ class UnknownMetricError(DaggerError, KeyError):
     """``load_metric`` asked for a metric the state never recorded."""
 
 
+class UnknownParameterError(DaggerError, KeyError):
+    """An override names a parameter the script does not declare."""
+
+
+class InvalidOverrideError(DaggerError, ValueError):
+    """An override that is not key=value, or whose value does not fit the parameter."""
+
+
 class DaggerWarning(UserWarning):
     """Base class of every warning issued by dagger_wf."""
 
 
 class CorruptStateWarning(DaggerWarning):
     """A corrupt state file was skipped while the rest of the tree loaded."""
+
+
+class CodeChangedWarning(DaggerWarning):
+    """Code around a recipe changed since it made states this run reuses."""
+
+
+class EnvironmentChangedWarning(DaggerWarning):
+    """The environment changed since the states a run extends were made."""
+
+
+class SeedMismatchWarning(DaggerWarning):
+    """Cached states were computed with another seed than the one asked for."""
 
 
 class StandInStateClassWarning(DaggerWarning):

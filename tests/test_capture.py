@@ -15,11 +15,10 @@ from types import ModuleType
 
 import pytest
 
+from dagger_wf.errors import CorruptSnapshotError, SnapshotNotFoundError
 from dagger_wf.tracking.code import capture_code, code_diff
 from dagger_wf.tracking.environment import capture_environment, environment_diff
 from dagger_wf.tracking.snapshots import (
-    CorruptSnapshotError,
-    SnapshotNotFoundError,
     load_snapshot,
     snapshot_path,
     store_snapshot,

@@ -98,11 +98,12 @@ def _cpu_model() -> str:
 def _cuda_devices() -> list[str]:
     """GPU names as torch sees them (honouring ``CUDA_VISIBLE_DEVICES``).
 
-    Asked only once the user imported torch, since importing it costs seconds. Reading a
-    device name initialises torch's CUDA state in this process, as any GPU recipe would.
+    Asked only once the user imported torch (importing it costs seconds), and only once
+    CUDA is initialised: reading a name would otherwise initialise it here, which breaks
+    fork-started children that use CUDA.
     """
     torch = sys.modules["torch"]
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return []
     return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
 

@@ -12,17 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import DaggerError
+from ..errors import CorruptSnapshotError, SnapshotNotFoundError
 from ..hashing import digest
 from ..store.atomic import atomic_write_json
-
-
-class SnapshotNotFoundError(DaggerError, FileNotFoundError):
-    """A state refers to a snapshot that is not in the experiment directory."""
-
-
-class CorruptSnapshotError(DaggerError, ValueError):
-    """A snapshot file is unreadable or no longer matches the digest it is named after."""
 
 
 def snapshot_path(directory: Path, kind: str, snapshot_digest: str) -> Path:
