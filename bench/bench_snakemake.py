@@ -202,8 +202,12 @@ class SnakemakeFailed(RuntimeError):
 
 
 def first_error(output: str) -> str:
-    errors = [line.strip() for line in output.splitlines() if "Error" in line]
-    return (errors or output.splitlines()[-1:] or ["no output"])[0][:100]
+    """The first ``SomeError: message`` line (Snakemake wraps it in a bare WorkflowError:)."""
+    error = re.search(r"\b\w+(Error|Exception): \S.*", output)
+    if error:
+        return error.group(0)
+    lines = output.strip().splitlines()
+    return lines[-1] if lines else "no output"
 
 
 def snakemake(
@@ -438,12 +442,15 @@ def location(function: Function) -> str:
     return f"{short}:{line} {name}"
 
 
-def main_caller(function: Function, callers: dict[Function, tuple[Any, ...]]) -> str:
-    """The caller that spent the most time in ``function`` (recursion aside)."""
-    others = {caller: edge for caller, edge in callers.items() if caller != function}
-    if not others:
+def main_caller(function: Function, entries: dict[Function, tuple[Any, ...]]) -> str:
+    """The caller that spent the most time in ``function`` (recursion aside), with the
+    share of the whole run spent under that caller."""
+    callers = {caller: edge for caller, edge in entries[function][4].items() if caller != function}
+    if not callers:
         return ""
-    return location(max(others, key=lambda caller: others[caller][3]))
+    caller = max(callers, key=lambda caller: callers[caller][3])
+    total = max(data[3] for data in entries.values())
+    return f"{location(caller)} ({entries[caller][3] / total:.0%} under it)"
 
 
 def print_profile(stats: pstats.Stats, snakefile: Path, branches: int, n: int) -> None:
@@ -457,10 +464,10 @@ def print_profile(stats: pstats.Stats, snakefile: Path, branches: int, n: int) -
         f"{duration(total)} there; functions by time of their own"
     )
     print(f"    {'own':>10} {'share':>5} {'cumulative':>10} {'calls':>9}  function  <- main caller")
-    for function, (_, calls, own, cumulative, callers) in heaviest[:PROFILE_ENTRIES]:
+    for function, (_, calls, own, cumulative, _) in heaviest[:PROFILE_ENTRIES]:
         print(
             f"    {duration(own):>10} {own / total:>5.0%} {duration(cumulative):>10} {calls:>9}"
-            f"  {location(function)}  <- {main_caller(function, callers)}"
+            f"  {location(function)}  <- {main_caller(function, entries)}"
         )
     own_code = [(name, data) for (file, _, name), data in entries.items() if file == str(snakefile)]
     seconds = sum(data[3] if name == "<module>" else data[2] for name, data in own_code)

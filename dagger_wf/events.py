@@ -33,6 +33,9 @@ class RunEvent:
     duration_s: float = 0.0
     error: BaseException | None = None
     traceback: str | None = None
+    # For a cached state: the code and environment snapshots that made it.
+    stored_code: str | None = None
+    stored_environment: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

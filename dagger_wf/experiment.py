@@ -143,8 +143,11 @@ class Experiment:
         if emit_request is not None:
             self.emit_snakefile(**emit_request)
             return RunReport("emitted", ())
+        from .tracking.changes import warn_about_changes
+
         report = self._run_plan(self.plan, scheduler, client, progress)
         self.last_run = report
+        warn_about_changes(report, self.plan, self.directory)
         report.raise_first_failure()
         return report
 
@@ -159,12 +162,14 @@ class Experiment:
         """
         from .runners.grouping import DEFAULT_GROUP_SIZE
         from .runners.snakemake import emit_workflow
+        from .tracking.changes import snapshot_plan_code
 
         if self.root is None:
             raise TreeNotSpawnedError(
                 "Nothing to emit: call exp.spawn_new_tree(...) to define the root first."
             )
         self.save()
+        snapshot_plan_code(self.plan, self.directory)
         return emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
 
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
@@ -183,8 +188,11 @@ class Experiment:
             raise TreeNotSpawnedError(
                 "Nothing to run: call exp.spawn_new_tree(...) to define the root first."
             )
+        from .tracking.changes import snapshot_plan_code
+
         runner = get_runner("dask", scheduler=scheduler, client=client, progress=progress)
         self.save()
+        snapshot_plan_code(plan, self.directory)
         return runner.run(plan, self.store)
 
     def save(self) -> None:

@@ -18,6 +18,7 @@ class PlannedState:
     parent_key: str | None
     recipe: Recipe | None
     identity: RecipeIdentity | None = None  # the recipe's, fixed when it was applied
+    code: str | None = None  # digest of the recipe's code snapshot, set before running
     tags: set[str] = dataclasses.field(default_factory=set)
     functions: list[Function] = dataclasses.field(default_factory=list)
     root_properties: dict[str, Any] | None = None

@@ -22,6 +22,7 @@ from ..plan import PlannedState
 from ..recipe import Function
 from ..state import ExperimentState
 from ..store import ExperimentStore, StateRecord, load_state, store_state
+from ..tracking.changes import environment_digest
 from ..tracking.metrics import metrics_from_return, to_json_series
 from ..tracking.seeding import seed_everything, seed_from_key
 
@@ -58,14 +59,20 @@ def _label(planned: PlannedState, state_class: type) -> str:
     return repr(planned.recipe)
 
 
-def _merge_tags(store: ExperimentStore, planned: PlannedState) -> None:
-    """A cached state defined under new tags carries them from now on."""
-    if not planned.tags:
-        return
+def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: str) -> RunEvent:
+    """The event of a stored state; one defined under new tags carries them from now on."""
     record = store.read_record(planned.key)
     if not planned.tags <= set(record.tags):
         tags = tuple(sorted(planned.tags | set(record.tags)))
         store.write_record(dataclasses.replace(record, tags=tags))
+    return RunEvent(
+        run_id,
+        planned.key,
+        EventKind.CACHED,
+        label,
+        stored_code=record.code,
+        stored_environment=record.environment,
+    )
 
 
 def _checked_result(planned: PlannedState, result: object) -> ExperimentState:
@@ -119,10 +126,16 @@ def compute_state(
         return RunEvent(run_id, planned.key, EventKind.SKIPPED, label)
     store = ExperimentStore(store_directory)
     if store.is_done(planned.key):
-        _merge_tags(store, planned)
-        return RunEvent(run_id, planned.key, EventKind.CACHED, label)
+        return _cached(store, planned, run_id, label)
     seed = seed_from_key(planned.key)
-    details = {"started": _now(), "host": socket.gethostname(), "runner": runner, "seed": seed}
+    details = {
+        "started": _now(),
+        "host": socket.gethostname(),
+        "runner": runner,
+        "seed": seed,
+        "code": planned.code,
+        "environment": environment_digest(store.directory),
+    }
     start = time.perf_counter()
     store.mark_running(planned.key, worker_description(runner))
     state = None
