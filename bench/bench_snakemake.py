@@ -1,4 +1,4 @@
-"""Snakemake costs of dagger_wf, each printed next to a bare Snakemake workflow run in the same run.
+"""Snakemake costs of dagger_wf, each printed next to a bare workflow measured in the same run.
 
 Part 1: emitting the workflow of N trivial states (root -> 10 chains). Part 2: ``snakemake
 -n`` on our workflow against a bare one-rule workflow with as many flat targets, and
@@ -50,6 +50,7 @@ FUSED_TARGET = 5.0
 QUEUE_WAIT_S = 300
 QUEUE_POLL_S = 10
 PROFILE_ENTRIES = 10
+SNAKEMAKE_PACKAGES = ["snakemake", "snakemake-executor-plugin-slurm"]
 
 
 # ---------------------------------------------------------------- experiment trees
@@ -308,6 +309,8 @@ def measure_local(workdir: Path, n: int) -> dict[str, list[float]]:
 
 @dataclasses.dataclass(frozen=True)
 class SlurmRun:
+    """What one workflow run on the cluster cost."""
+
     seconds: float
     submitted: int  # "submitted with SLURM jobid" lines in snakemake's output
     accounted: int  # jobs sacct knows under this run's job name since it started
@@ -343,7 +346,8 @@ def emit_example(directory: Path, group_size: int | None) -> Path:
 
 
 def slurm_run(snakefile: Path) -> SlurmRun:
-    """One run with profiles/slurm; submissions counted in its log and, as a check, in sacct."""
+    """One run with profiles/slurm; submissions counted in its log and, as a check, in sacct
+    (jobs since the start named with this run's SLURM run ID, so others' jobs don't count)."""
     start = time.strftime("%Y-%m-%dT%H:%M:%S")
     seconds, output = snakemake(snakefile, "--profile", str(PROFILES / "slurm"))
     run_id = re.search(r"SLURM run ID: (\S+)", output)
@@ -360,6 +364,7 @@ def slurm_run(snakefile: Path) -> SlurmRun:
 
 
 def measure_slurm(workdir: Path) -> dict[str, SlurmRun]:
+    """The example tree with default grouping, then one job per state; once each."""
     return {
         "grouped": slurm_run(emit_example(workdir / "grouped", None)),
         "single": slurm_run(emit_example(workdir / "single", 1)),
@@ -389,9 +394,6 @@ def print_machine() -> None:
         f"each figure: median of {REPEATS} repeats, range = (max - min) / median; "
         "ratios compare medians of this run\n"
     )
-
-
-SNAKEMAKE_PACKAGES = ["snakemake", "snakemake-executor-plugin-slurm"]
 
 
 def print_emission(n: int, samples: list[float]) -> None:

@@ -47,6 +47,13 @@ def payload_bytes(directory: Path) -> dict[str, bytes]:
     return {**payloads, "blobs": blobs}
 
 
+@pytest.fixture(autouse=True)
+def outside_the_project_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory: the environment a state records includes the
+    git work tree around the working directory, which must not be this project's."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def experiment_dir(tmp_path: Path) -> Path:
     return tmp_path / "experiment"
