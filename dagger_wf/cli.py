@@ -1,59 +1,215 @@
-"""The ``dagger-wf`` command: parses arguments, then calls the library."""
+"""The ``dagger-wf`` command: parses arguments, then calls the library.
+
+Exit codes scripts can rely on: 0 success; 1 the experiment failed (a recipe or Function
+raised; the traceback is printed); 2 bad command line or input (unknown parameter,
+override that does not parse, missing directory or key).
+"""
 
 from __future__ import annotations
 
 import argparse
 import runpy
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .experiment import EMIT_INSTEAD_OF_RUN
+from .errors import DaggerError, InvalidOverrideError, UnknownParameterError
+from .experiment import EMIT_INSTEAD_OF_RUN, RUN_DEFAULTS
+from .store import ExperimentStore
+from .tracking.parameters import parse_assignments, script_overrides
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _snakefile(arguments: argparse.Namespace) -> int:
-    """Run the user's script with exp.run() replaced by writing the Snakemake workflow."""
-    script = Path(arguments.script)
+class _UsageError(Exception):
+    """A problem with the command line itself (exit code 2)."""
+
+
+def _run_script(script: Path, script_arguments: Sequence[str]) -> None:
     if not script.is_file():
-        print(f"dagger-wf: no such script: {script}", file=sys.stderr)
-        return 2
-    request = {"snakefile": arguments.snakefile, "max_group_size": arguments.group_size}
-    token = EMIT_INSTEAD_OF_RUN.set(request)
+        raise _UsageError(f"no such script: {script}")
     saved_argv = sys.argv
-    sys.argv = [str(script), *arguments.script_arguments]
+    sys.argv = [str(script), *script_arguments]
     try:
         runpy.run_path(str(script), run_name="__main__")
     finally:
         sys.argv = saved_argv
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    """Run the user's script with typed overrides, a seed and a scheduler."""
+    overrides = parse_assignments(arguments.overrides)
+    token = RUN_DEFAULTS.set(
+        {
+            "seed": arguments.seed,
+            "scheduler": arguments.scheduler,
+            "check_purity": arguments.check_purity,
+        }
+    )
+    try:
+        with script_overrides(overrides) as used:
+            _run_script(Path(arguments.script), [])
+    except (UnknownParameterError, InvalidOverrideError):
+        raise
+    except Exception:
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        RUN_DEFAULTS.reset(token)
+    if overrides and not used:
+        raise _UsageError(
+            f"{arguments.script} never called dg.parameters(...), so {sorted(overrides)} "
+            "cannot reach it; declare its parameters with params = dg.parameters(name=default)."
+        )
+    return EXIT_OK
+
+
+def _snakefile(arguments: argparse.Namespace) -> int:
+    """Run the user's script with exp.run() replaced by writing the Snakemake workflow."""
+    request = {
+        "snakefile": arguments.snakefile,
+        "max_group_size": arguments.group_size,
+        "seed": arguments.seed,
+    }
+    token = EMIT_INSTEAD_OF_RUN.set(request)
+    try:
+        _run_script(Path(arguments.script), arguments.script_arguments)
+    finally:
         EMIT_INSTEAD_OF_RUN.reset(token)
     print(f"wrote {Path(arguments.snakefile).absolute()}")
-    return 0
+    return EXIT_OK
+
+
+def _store(directory: str) -> ExperimentStore:
+    store = ExperimentStore(directory)
+    store.read_experiment()  # NotAnExperimentError names the directory
+    return store
+
+
+def _history(arguments: argparse.Namespace) -> int:
+    from .tracking.history import history_frame
+
+    frame = history_frame(_store(arguments.directory))
+    if arguments.csv:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        columns = arguments.columns.split(",") if arguments.columns else frame.columns
+        shown = frame[[column for column in columns if column in frame.columns]]
+        print(shown.to_string(index=False, max_colwidth=40) if len(frame) else "(no states)")
+    return EXIT_OK
+
+
+def _full_key(store: ExperimentStore, prefix: str) -> str:
+    """The one stored key starting with ``prefix``."""
+    keys = {path.stem for path in store.directory.glob("states/*.json")}
+    keys |= {path.name for path in store.directory.glob("failures/*") if path.is_dir()}
+    matches = sorted(key for key in keys if key.startswith(prefix))
+    if len(matches) != 1:
+        raise _UsageError(
+            f"{len(matches)} states of {store.directory} have a key starting with {prefix!r}; "
+            "give a longer prefix (see dagger-wf history)."
+        )
+    return matches[0]
+
+
+def _show(arguments: argparse.Namespace) -> int:
+    from .tracking.report import show_state
+
+    store = _store(arguments.directory)
+    print(show_state(store, _full_key(store, arguments.key)))
+    return EXIT_OK
+
+
+def _diff(arguments: argparse.Namespace) -> int:
+    from .tracking.report import diff_states
+
+    store = _store(arguments.directory)
+    first, second = (_full_key(store, key) for key in (arguments.first, arguments.second))
+    print(diff_states(store, first, second))
+    return EXIT_OK
+
+
+def _gc(arguments: argparse.Namespace) -> int:
+    from .store.gc import find_garbage, remove_garbage
+
+    garbage = find_garbage(_store(arguments.directory))
+    verb = "would remove" if arguments.dry_run else "removed"
+    for path in garbage.paths:
+        print(f"{verb} {path}")
+    size = garbage.bytes
+    if not arguments.dry_run:
+        remove_garbage(garbage)
+    print(
+        f"{verb} {len(garbage.states)} unreachable state(s) and "
+        f"{len(garbage.paths)} file(s) or folder(s), {size / 1e6:.1f} MB"
+    )
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dagger-wf", description="Reproducible, branching ML experiments."
+        prog="dagger-wf",
+        description="Reproducible, branching ML experiments. Exit codes: 0 success, "
+        "1 the experiment failed, 2 bad command line or input.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    snakefile = commands.add_parser(
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str, **kw):
+        command = commands.add_parser(name, help=help_text, description=help_text, **kw)
+        command.set_defaults(handler=handler)
+        return command
+
+    run = add("run", _run, "run an experiment script with typed parameter overrides")
+    run.add_argument("script", help="the experiment script (declares dg.parameters(...))")
+    run.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. epochs=3 lr=0.01")
+    run.add_argument("--seed", type=int, help="seed every state from this and its key")
+    run.add_argument("--scheduler", choices=["single-threaded", "threads", "processes"])
+    run.add_argument(
+        "--check-purity",
+        action="store_true",
+        help="after the run, run one state of each recipe twice more and warn if the bytes differ",
+    )
+
+    snakefile = add(
         "snakefile",
-        help="write the Snakemake workflow of an experiment script instead of running it",
-        description="Run SCRIPT with exp.run() replaced by writing a Snakefile; then run "
-        "`snakemake --profile profiles/local` (or profiles/slurm) next to it.",
+        _snakefile,
+        "write the Snakemake workflow of an experiment script instead of running it; then "
+        "run `snakemake --profile profiles/local` (or profiles/slurm) next to it",
     )
     snakefile.add_argument("script", help="the experiment script (it calls exp.run())")
     snakefile.add_argument("script_arguments", nargs=argparse.REMAINDER)
     snakefile.add_argument("--snakefile", default="Snakefile", help="where to write it")
-    snakefile.add_argument(
-        "--group-size", type=int, default=None, help="states per cluster job at most (1: one each)"
-    )
-    snakefile.set_defaults(handler=_snakefile)
+    snakefile.add_argument("--group-size", type=int, help="states per cluster job at most")
+    snakefile.add_argument("--seed", type=int, help="seed every state from this and its key")
+
+    history = add("history", _history, "one row per attempt of every state, as a table")
+    history.add_argument("directory", help="the experiment directory")
+    history.add_argument("--csv", action="store_true", help="CSV on standard output")
+    history.add_argument("--columns", help="comma-separated columns to show")
+
+    show = add("show", _show, "one state: parameters, metrics, code, environment, error")
+    show.add_argument("directory")
+    show.add_argument("key", help="a key or a unique prefix of one")
+
+    diff = add("diff", _diff, "two states side by side: parameters, code and environment")
+    diff.add_argument("directory")
+    diff.add_argument("first", help="a key or a unique prefix")
+    diff.add_argument("second", help="a key or a unique prefix")
+
+    gc = add("gc", _gc, "remove states no root reaches, unused blobs and snapshots")
+    gc.add_argument("directory")
+    gc.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
-    return arguments.handler(arguments)
+    try:
+        return arguments.handler(arguments)
+    except (_UsageError, DaggerError) as error:
+        print(f"dagger-wf: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -153,6 +153,10 @@ class EnvironmentChangedWarning(DaggerWarning):
     """The environment changed since the states a run extends were made."""
 
 
+class ImpurityWarning(DaggerWarning):
+    """A recipe gave different bytes when run again on the same parent with the same seed."""
+
+
 class SeedMismatchWarning(DaggerWarning):
     """Cached states were computed with another seed than the one asked for."""
 

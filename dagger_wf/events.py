@@ -36,6 +36,7 @@ class RunEvent:
     # For a cached state: the code and environment snapshots that made it.
     stored_code: str | None = None
     stored_environment: str | None = None
+    stored_seed: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

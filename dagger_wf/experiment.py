@@ -30,6 +30,10 @@ from .store.codec import from_json, to_json
 if TYPE_CHECKING:
     from .analysis import StaticExperimentTree
 
+# Set by ``dagger-wf run``: defaults for run()'s scheduler and seed.
+RUN_DEFAULTS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "RUN_DEFAULTS", default=None
+)
 # Set by ``dagger-wf snakefile``: run() writes the workflow (with these arguments) instead.
 EMIT_INSTEAD_OF_RUN: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "EMIT_INSTEAD_OF_RUN", default=None
@@ -131,13 +135,23 @@ class Experiment:
     # ------------------------------------------------------------ running
 
     def run(
-        self, scheduler: str = "single-threaded", client: Any = None, progress: bool | None = None
+        self,
+        scheduler: str | None = None,
+        client: Any = None,
+        progress: bool | None = None,
+        seed: int | None = None,
     ) -> RunReport:
         """Compute every defined state that is not stored yet and run every Function.
 
         A failing recipe fails only its own subtree; the rest finishes and is stored,
         then the first failure's exception is raised with a note listing all of them.
         Under ``dagger-wf snakefile SCRIPT`` it emits the Snakemake workflow instead.
+
+        ``scheduler``: "single-threaded" (the default), "threads" or "processes";
+        ``client``: a ``dask.distributed.Client``. ``seed``: seed every state from this
+        and its key instead of its key alone (recorded; the cache is still keyed by the
+        tree, so states already stored are reused, with a SeedMismatchWarning).
+        ``dagger-wf run --seed/--scheduler`` set the defaults of both.
         """
         emit_request = EMIT_INSTEAD_OF_RUN.get()
         if emit_request is not None:
@@ -145,14 +159,32 @@ class Experiment:
             return RunReport("emitted", ())
         from .tracking.changes import warn_about_changes
 
+        defaults = RUN_DEFAULTS.get() or {}
+        self.plan.seed = seed if seed is not None else defaults.get("seed")
+        scheduler = scheduler or defaults.get("scheduler") or "single-threaded"
         report = self._run_plan(self.plan, scheduler, client, progress)
         self.last_run = report
         warn_about_changes(report, self.plan, self.directory)
         report.raise_first_failure()
+        if defaults.get("check_purity"):
+            self._check_purity_of_each_recipe(report)
         return report
 
+    def _check_purity_of_each_recipe(self, report: RunReport) -> None:
+        """``dagger-wf run --check-purity``: one state per recipe class, run twice more."""
+        checked: set[type] = set()
+        computed = report.ran | report.cached
+        for key in [key for key in self.plan.states if key in computed]:
+            recipe = self.plan.states[key].recipe
+            if recipe is not None and type(recipe) not in checked:
+                checked.add(type(recipe))
+                self.check_purity(key)
+
     def emit_snakefile(
-        self, snakefile: str | Path = "Snakefile", max_group_size: int | None = None
+        self,
+        snakefile: str | Path = "Snakefile",
+        max_group_size: int | None = None,
+        seed: int | None = None,
     ) -> Path:
         """Write a Snakemake workflow that computes this tree (instead of running it here).
 
@@ -169,8 +201,27 @@ class Experiment:
                 "Nothing to emit: call exp.spawn_new_tree(...) to define the root first."
             )
         self.save()
+        self.plan.seed = seed
         snapshot_plan_code(self.plan, self.directory)
         return emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
+
+    def check_purity(self, target: Any, n: int = 2) -> Any:
+        """Run the step that makes ``target`` (a promise, a state or a key) ``n`` times on
+        its parent, storing nothing, and compare the payload bytes; an ImpurityWarning
+        names the attributes that differ. The parent is computed first if needed.
+        Returns a :class:`~dagger_wf.tracking.purity.PurityReport`."""
+        from .tracking.purity import check_purity
+
+        key = target if isinstance(target, str) else target.sha()
+        planned = self.plan.states.get(key)
+        if planned is None:
+            raise StateNotFoundError(
+                f"State {key[:12]} is not defined in this experiment; define it (apply its "
+                "recipe) before checking its purity."
+            )
+        if planned.parent_key is not None:
+            self.compute(planned.parent_key)
+        return check_purity(self.store, planned, self.state_class, n, self.plan.seed)
 
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
         """Compute one defined state (and its ancestors) and return it, payload loaded."""

@@ -31,6 +31,7 @@ class Plan:
     state_class: type
     states: dict[str, PlannedState] = dataclasses.field(default_factory=dict)
     current_tags: list[str] = dataclasses.field(default_factory=list)
+    seed: int | None = None  # the run's own seed, if the user gave one
 
     def add_root(self, key: str, properties: dict[str, Any]) -> PlannedState:
         return self._add(PlannedState(key, None, None, root_properties=properties))
@@ -61,4 +62,4 @@ class Plan:
         states = {
             key: dataclasses.replace(self.states[key], functions=[]) for key in reversed(keys)
         }
-        return Plan(self.state_class, states)
+        return Plan(self.state_class, states, seed=self.seed)

@@ -139,3 +139,13 @@ class FailsUntil(dg.Recipe):
         if not Path(self.switch).exists():
             raise ValueError("not fixed yet")
         return state
+
+
+class Impure(dg.Recipe):
+    """Depends on the wall clock: not a function of its parent and seed."""
+
+    def run(self, state):
+        import time
+
+        state.weights = [time.perf_counter_ns(), *state.weights[1:]]
+        return state

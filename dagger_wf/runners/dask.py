@@ -49,14 +49,22 @@ def build_graph(
         name = f"state-{key}-{run_id}"
         parent_task = state_tasks.get(planned.parent_key)
         task_planned = dataclasses.replace(planned, functions=[])
-        arguments = (directory, task_planned, plan.state_class, parent_task, run_id, "dask")
+        arguments = (
+            directory,
+            task_planned,
+            plan.state_class,
+            parent_task,
+            run_id,
+            "dask",
+            plan.seed,
+        )
         if key in known_failures:
             graph[name] = (_replay, known_failures[key])
         else:
             graph[name] = (compute_state, *arguments)
         state_tasks[key] = name
         for index, function in enumerate(planned.functions):
-            arguments = (directory, key, plan.state_class, function, name, run_id)
+            arguments = (directory, key, plan.state_class, function, name, run_id, plan.seed)
             graph[f"function-{index}-{key}-{run_id}"] = (apply_function, *arguments)
     return graph, state_tasks
 

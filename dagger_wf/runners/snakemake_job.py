@@ -52,7 +52,7 @@ def compute_state_job(store_directory: str | Path, key: str) -> None:
     plan = load_plan(store.directory)
     runner, run_id = _runner()
     event = compute_state(
-        str(store.directory), plan.states[key], plan.state_class, None, run_id, runner
+        str(store.directory), plan.states[key], plan.state_class, None, run_id, runner, plan.seed
     )
     if event.kind in FAILURES:
         event.error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
@@ -66,7 +66,9 @@ def apply_functions_job(store_directory: str | Path, key: str, done_marker: str)
     plan = load_plan(store.directory)
     _, run_id = _runner()
     for function in plan.states[key].functions:
-        event = apply_function(str(store.directory), key, plan.state_class, function, None, run_id)
+        event = apply_function(
+            str(store.directory), key, plan.state_class, function, None, run_id, plan.seed
+        )
         if event.kind is EventKind.FUNCTION_FAILED:
             raise event.error
     Path(done_marker).parent.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,7 @@ def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: s
         label,
         stored_code=record.code,
         stored_environment=record.environment,
+        stored_seed=record.seed,
     )
 
 
@@ -84,7 +85,7 @@ def _checked_result(planned: PlannedState, result: object) -> ExperimentState:
     return result
 
 
-def _initial_state(
+def initial_state(
     store: ExperimentStore, planned: PlannedState, state_class: type
 ) -> ExperimentState:
     """The state before its step runs: the root's properties, or a copy of the parent."""
@@ -95,7 +96,7 @@ def _initial_state(
     return state
 
 
-def _run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
+def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
     seed_everything(seed)
     state._recording = True
     if planned.recipe is None:
@@ -119,6 +120,7 @@ def compute_state(
     parent_event: RunEvent | None,
     run_id: str,
     runner: str,
+    global_seed: int | None = None,
 ) -> RunEvent:
     """Compute and store one state unless it is stored already or its parent failed."""
     label = _label(planned, state_class)
@@ -127,7 +129,7 @@ def compute_state(
     store = ExperimentStore(store_directory)
     if store.is_done(planned.key):
         return _cached(store, planned, run_id, label)
-    seed = seed_from_key(planned.key)
+    seed = seed_from_key(planned.key, global_seed)
     details = {
         "started": _now(),
         "host": socket.gethostname(),
@@ -140,8 +142,8 @@ def compute_state(
     store.mark_running(planned.key, worker_description(runner))
     state = None
     try:
-        state = _initial_state(store, planned, state_class)
-        state = _run_step(planned, state, seed)
+        state = initial_state(store, planned, state_class)
+        state = run_step(planned, state, seed)
         state.tags = sorted(planned.tags)
         details.update(finished=_now(), duration_s=time.perf_counter() - start)
         store_state(store, state, planned.identity, details)
@@ -194,6 +196,7 @@ def apply_function(
     function: Function,
     state_event: RunEvent | None,
     run_id: str,
+    global_seed: int | None = None,
 ) -> RunEvent:
     """Run ``function`` on the stored state ``key`` (always, cached or not), unless the
     event of computing that state says it failed (None: the state is known to be done).
@@ -208,7 +211,7 @@ def apply_function(
     state = None
     try:
         state = load_state(store, key, state_class)
-        seed_everything(seed_from_key(key))
+        seed_everything(seed_from_key(key, global_seed))
         state._recording = True
         returned = function.op(state)
         metrics = {**state._metrics, **metrics_from_return(returned)}

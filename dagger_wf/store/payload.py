@@ -93,6 +93,15 @@ def _store_blob(blob_directory: Path, raw: memoryview) -> bytes:
     return digest
 
 
+def payload_bytes(value: Any) -> bytes:
+    """The bytes ``value`` is stored as (pickle stream, then its buffers): equal bytes
+    mean an equal stored value."""
+    stream = io.BytesIO()
+    buffers: list[pickle.PickleBuffer] = []
+    _PayloadPickler(stream, protocol=5, buffer_callback=buffers.append).dump(value)
+    return b"".join([stream.getvalue(), *(bytes(buffer.raw()) for buffer in buffers)])
+
+
 def write_payload(path: Path, payload: Any, blob_directory: Path) -> int:
     """Atomically write ``payload`` to ``path`` (large buffers to ``blob_directory``
     first); return the payload's size in bytes, blobs included."""
@@ -142,7 +151,8 @@ def _read_whole(path: Path) -> bytearray:
     return data
 
 
-def _sections(view: memoryview, blob_directory: Path) -> list[memoryview]:
+def _header(view: memoryview) -> tuple[list[tuple[int, bytes]], int]:
+    """The (length, digest) of the pickle and of each buffer, and where the header ends."""
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise ValueError("it does not start with the dagger_wf payload marker")
     offset = len(MAGIC)
@@ -152,6 +162,21 @@ def _sections(view: memoryview, blob_directory: Path) -> list[memoryview]:
     for _ in range(buffer_count):
         entries.append(_BUFFER.unpack_from(view, offset))
         offset += _BUFFER.size
+    return entries, offset
+
+
+def blob_digests(path: Path) -> set[bytes]:
+    """The blobs a payload file refers to (read from its header only)."""
+    with open(path, "rb") as file:
+        head = file.read(len(MAGIC) + _COUNTS.size)
+        buffer_count = _COUNTS.unpack_from(head, len(MAGIC))[1]  # struct.error if cut short
+        view = memoryview(head + file.read(buffer_count * _BUFFER.size))
+    entries, _ = _header(view)
+    return {digest for _, digest in entries if digest != _INLINE}
+
+
+def _sections(view: memoryview, blob_directory: Path) -> list[memoryview]:
+    entries, offset = _header(view)
     sections = []
     for length, digest in entries:
         if digest != _INLINE:

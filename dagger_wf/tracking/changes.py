@@ -13,11 +13,17 @@ import functools
 import warnings
 from pathlib import Path
 
-from ..errors import CodeChangedWarning, DaggerError, EnvironmentChangedWarning
+from ..errors import (
+    CodeChangedWarning,
+    DaggerError,
+    EnvironmentChangedWarning,
+    SeedMismatchWarning,
+)
 from ..events import EventKind, RunReport
 from ..plan import Plan
 from .code import capture_code, code_diff
 from .environment import capture_environment, environment_diff
+from .seeding import seed_from_key
 from .snapshots import load_snapshot, store_snapshot
 
 CODE = "code"
@@ -62,6 +68,26 @@ def warn_about_changes(report: RunReport, plan: Plan, directory: Path) -> None:
     for kind, stored, current in sorted(changes):
         if stored != current:
             _warn(directory, kind, stored, current)
+    _warn_about_seeds(report, plan)
+
+
+def _warn_about_seeds(report: RunReport, plan: Plan) -> None:
+    reused = [
+        event.state_key
+        for event in report.events
+        if event.kind is EventKind.CACHED
+        and event.stored_seed is not None
+        and event.stored_seed != seed_from_key(event.state_key, plan.seed)
+    ]
+    if reused:
+        asked = "no seed" if plan.seed is None else f"seed={plan.seed}"
+        warnings.warn(
+            f"{len(reused)} state(s) reused from the cache were computed with another seed "
+            f"than this run's ({asked}), e.g. {reused[0][:12]}; the cache is keyed by the "
+            "tree, not the seed. Use another directory to compute them with this seed.",
+            SeedMismatchWarning,
+            stacklevel=4,
+        )
 
 
 _STATES = (EventKind.RAN, EventKind.CACHED)

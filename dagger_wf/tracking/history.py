@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas
 
 
-def _evaluation_metrics(store: ExperimentStore, key: str) -> dict[str, list[list[float]]]:
+def evaluation_metrics(store: ExperimentStore, key: str) -> dict[str, list[list[float]]]:
     """The latest series of each metric that a Function recorded on ``key``."""
     metrics: dict[str, list[list[float]]] = {}
     for evaluation in store.iter_evaluations(key):
@@ -73,7 +73,7 @@ def history_frame(store: ExperimentStore, keys: Iterable[str] | None = None) -> 
             continue
         if wanted is not None and record.key not in wanted:
             continue
-        rows.append(_row(record, _evaluation_metrics(store, record.key)))
+        rows.append(_row(record, evaluation_metrics(store, record.key)))
     frame = pandas.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values("started", kind="stable", na_position="first")
@@ -87,6 +87,6 @@ def metric_frame(store: ExperimentStore, name: str, keys: Iterable[str]) -> pand
     rows = []
     for key in keys:
         record_metrics = store.read_record(key).metrics if store.is_done(key) else {}
-        series = {**_evaluation_metrics(store, key), **record_metrics}.get(name, [])
+        series = {**evaluation_metrics(store, key), **record_metrics}.get(name, [])
         rows += [{"key": key, "step": step, "value": value} for step, value in series]
     return pandas.DataFrame(rows, columns=["key", "step", "value"])

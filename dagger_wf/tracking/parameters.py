@@ -8,8 +8,10 @@ and ``lrs=[0.1,0.01]`` a list.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -45,8 +47,9 @@ def parse_value(key: str, text: str, default: Any) -> Any:
     expected = type(default)
     if default is None or expected is str:
         return text if expected is str else value
-    if expected is float and type(value) is int:
-        return float(value)
+    if expected is float and type(value) in (int, str):
+        with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-3 as a string
+            return float(value)
     if expected is tuple and isinstance(value, list):
         return tuple(value)
     if type(value) is not expected:
@@ -73,7 +76,14 @@ def parameters(**defaults: Any) -> types.SimpleNamespace:
     return types.SimpleNamespace(**values)
 
 
-def track_use() -> tuple[contextvars.Token, list[bool]]:
-    """Start noting whether the script asked for its parameters."""
+@contextlib.contextmanager
+def script_overrides(overrides: dict[str, str]) -> Iterator[list[bool]]:
+    """Within the block, ``parameters()`` applies ``overrides``; the list it yields gets
+    an entry each time the script asks for its parameters."""
     used: list[bool] = []
-    return _USED.set(used), used
+    override_token, used_token = OVERRIDES.set(overrides), _USED.set(used)
+    try:
+        yield used
+    finally:
+        OVERRIDES.reset(override_token)
+        _USED.reset(used_token)

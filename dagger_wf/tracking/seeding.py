@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import sys
 
 
-def seed_from_key(key: str) -> int:
-    """A 32-bit seed (numpy's limit) taken from the state's key."""
-    return int(key[:8], 16)
+def seed_from_key(key: str, global_seed: int | None = None) -> int:
+    """A 32-bit seed (numpy's limit) from the state's key, or from the key and a seed the
+    user gave for the whole run (``exp.run(seed=...)``, ``dagger-wf run --seed``)."""
+    if global_seed is None:
+        return int(key[:8], 16)
+    return int(hashlib.sha256(f"{global_seed}/{key}".encode()).hexdigest()[:8], 16)
 
 
 def seed_everything(seed: int) -> None:

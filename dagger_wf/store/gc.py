@@ -1,0 +1,118 @@
+"""Garbage collection of an experiment directory: what no root reaches, nothing refers to.
+
+Removed: states (record, payload, failed attempts, evaluations) whose chain of parents
+does not reach a root of the experiment; blobs no payload refers to; code and environment
+snapshots no record refers to; temporary files left by killed writers more than an hour
+ago. Nothing is removed while any payload header cannot be read (a blob might be its).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import struct
+import time
+from pathlib import Path
+
+from ..errors import CorruptStateError
+from .atomic import TEMPORARY_SUFFIX
+from .payload import blob_digests, blob_path
+from .state_store import ExperimentStore
+
+STALE_TEMPORARY_AGE_S = 3600
+
+
+@dataclasses.dataclass
+class Garbage:
+    """What a collection removes (or, dry, would remove)."""
+
+    states: list[str] = dataclasses.field(default_factory=list)
+    paths: list[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(_size(path) for path in self.paths)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(child.stat().st_size for child in path.rglob("*") if child.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
+    """(states a root of the experiment reaches, every stored state)."""
+    children: dict[str | None, list[str]] = {}
+    stored = set()
+    for record in store.iter_records():
+        if isinstance(record, CorruptStateError):
+            continue
+        stored.add(record.key)
+        children.setdefault(record.parent_key, []).append(record.key)
+    reachable: set[str] = set()
+    frontier = [key for key in store.read_experiment().get("roots", []) if key in stored]
+    while frontier:
+        key = frontier.pop()
+        if key not in reachable:
+            reachable.add(key)
+            frontier += children.get(key, [])
+    return reachable, stored
+
+
+def find_garbage(store: ExperimentStore, now: float | None = None) -> Garbage:
+    garbage = Garbage()
+    keep, stored = _reachable(store)
+    directory = store.directory
+    for key in sorted(stored - keep):
+        garbage.states.append(key)
+        candidates = [
+            store.record_path(key),
+            store.payload_path(key),
+            store.failure_directory(key),
+            directory / "evaluations" / key,
+        ]
+        garbage.paths += [path for path in candidates if path.exists()]
+    garbage.paths += _unreferenced_blobs(store, keep)
+    garbage.paths += _unreferenced_snapshots(store, keep)
+    cutoff = (now or time.time()) - STALE_TEMPORARY_AGE_S
+    garbage.paths += [
+        path for path in directory.rglob(f".*{TEMPORARY_SUFFIX}") if path.stat().st_mtime < cutoff
+    ]
+    return garbage
+
+
+def _unreferenced_blobs(store: ExperimentStore, keep: set[str]) -> list[Path]:
+    referenced: set[bytes] = set()
+    for key in keep:
+        path = store.payload_path(key)
+        if not path.is_file():
+            continue
+        try:
+            referenced |= blob_digests(path)
+        except (OSError, ValueError, struct.error):
+            return []  # an unreadable header might refer to any blob: keep them all
+    wanted = {blob_path(store.blob_directory, digest) for digest in referenced}
+    return sorted(path for path in store.blob_directory.glob("*/*") if path not in wanted)
+
+
+def _unreferenced_snapshots(store: ExperimentStore, keep: set[str]) -> list[Path]:
+    referenced = set()
+    for record in store.iter_attempts():
+        if isinstance(record, CorruptStateError):
+            return []
+        if record.key in keep:
+            referenced |= {record.code, record.environment}
+    return sorted(
+        path
+        for kind in ("code", "environments")
+        for path in (store.directory / kind).glob("*.json")
+        if path.stem not in referenced
+    )
+
+
+def remove_garbage(garbage: Garbage) -> None:
+    for path in garbage.paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)

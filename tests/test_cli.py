@@ -1,0 +1,150 @@
+"""The dagger-wf command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import TESTS_DIR
+from trees import Impure, State, Train
+
+import dagger_wf as dg
+from dagger_wf.tracking.seeding import seed_from_key
+
+SCRIPT = textwrap.dedent(
+    f"""
+    import sys
+    sys.path.insert(0, {str(TESTS_DIR)!r})
+    import dagger_wf as dg
+    from trees import Explode, Prune, State, Train
+
+    params = dg.parameters(epochs=3, lr=0.1, fractions=[0.5], explode=False)
+    exp = dg.Experiment("store", State)
+    trained = Train(params.epochs, params.lr)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    for fraction in params.fractions:
+        with exp.tag(f"fraction:{{fraction}}"):
+            Prune("magnitude", fraction)(trained)
+    if params.explode:
+        Explode("on purpose")(trained)
+    print("ran", len(exp.run().ran))
+    """
+)
+
+
+def _cli(tmp_path, *arguments: str) -> subprocess.CompletedProcess:
+    (tmp_path / "experiment.py").write_text(SCRIPT)
+    return subprocess.run(
+        [sys.executable, "-m", "dagger_wf.cli", *arguments],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_run_passes_typed_overrides_and_the_seed(tmp_path):
+    result = _cli(
+        tmp_path,
+        "run",
+        "experiment.py",
+        "epochs=2",
+        "lr=1e-3",
+        "fractions=[0.5,0.9]",
+        "--seed",
+        "7",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ran 4" in result.stdout
+    history = dg.Experiment.restore(tmp_path / "store").history()
+    trained = history[history["recipe"] == "Train"].iloc[0]
+    assert trained["recipe.nb_epochs"] == 2 and trained["recipe.lr"] == 0.001
+    assert trained["seed"] == seed_from_key(trained["key"], 7)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epoch=2", "Unknown parameter 'epoch'; this script's parameters are ['epochs'"),
+        ("epochs=two", "epochs is a int"),
+        ("epochs", "is not key=value"),
+    ],
+)
+def test_bad_overrides_exit_2_and_say_what_is_known(tmp_path, override, message):
+    result = _cli(tmp_path, "run", "experiment.py", override)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "store" / "states").exists()
+
+
+def test_a_failing_experiment_exits_1_with_its_traceback(tmp_path):
+    result = _cli(tmp_path, "run", "experiment.py", "explode=true")
+    assert result.returncode == 1
+    assert "ValueError: on purpose" in result.stderr
+
+
+def test_history_show_and_diff(tmp_path):
+    assert _cli(tmp_path, "run", "experiment.py", "fractions=[0.5,0.9]").returncode == 0
+    history = _cli(tmp_path, "history", "store", "--csv")
+    assert history.returncode == 0 and history.stdout.startswith("key,parent,recipe,status")
+    assert len(history.stdout.strip().splitlines()) == 5
+    keys = {node.sha(): node for node in dg.Experiment.restore(tmp_path / "store").graph.nodes}
+    pruned = sorted(key for key, node in keys.items() if node.tags)
+    shown = _cli(tmp_path, "show", "store", pruned[0][:10])
+    assert shown.returncode == 0 and "recipe fraction" in shown.stdout
+    assert "class Prune(dg.Recipe):" in shown.stdout and "environment:" in shown.stdout
+    diff = _cli(tmp_path, "diff", "store", pruned[0][:10], pruned[1][:10])
+    assert diff.returncode == 0
+    assert any(
+        line.startswith("recipe fraction") and "*" in line for line in diff.stdout.splitlines()
+    )
+
+
+def test_show_of_an_unknown_key_exits_2(tmp_path):
+    assert _cli(tmp_path, "run", "experiment.py").returncode == 0
+    result = _cli(tmp_path, "show", "store", "zzzz")
+    assert result.returncode == 2 and "0 states" in result.stderr
+
+
+def test_gc_removes_states_no_root_reaches_and_unused_blobs(tmp_path):
+    assert _cli(tmp_path, "run", "experiment.py").returncode == 0
+    store = tmp_path / "store"
+    trained = next(
+        node
+        for node in dg.Experiment.restore(store).graph.nodes
+        if node.recipe is not None and node.recipe.class_name == "Train"
+    )
+    (store / "states" / f"{trained.sha()}.json").unlink()  # its child is now unreachable
+    (store / "payloads" / f"{trained.sha()}.payload").unlink()
+    dry = _cli(tmp_path, "gc", "store", "--dry-run")
+    assert dry.returncode == 0 and "would remove 1 unreachable state(s)" in dry.stdout
+    assert len(list(store.glob("states/*.json"))) == 2
+    assert _cli(tmp_path, "gc", "store").returncode == 0
+    assert len(list(store.glob("states/*.json"))) == 1  # the root
+
+
+def test_check_purity_passes_a_pure_recipe_and_names_an_impure_one(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    pure, impure = Train(1, 0.1)(root), Impure()(root)
+    assert exp.check_purity(pure).pure
+    with pytest.warns(dg.ImpurityWarning, match=r"\['weights'\]"):
+        report = exp.check_purity(impure, n=3)
+    assert report.differing == ("weights",) and report.runs == 3
+    assert not (experiment_dir / "states" / f"{impure.key}.json").exists()
+
+
+def test_run_check_purity_flag_warns_about_an_impure_recipe(tmp_path):
+    script = SCRIPT.replace("from trees import Explode", "from trees import Impure, Explode")
+    script = script.replace('print("ran"', 'Impure()(trained)\nprint("ran"')
+    (tmp_path / "impure.py").write_text(script)
+    result = subprocess.run(
+        [sys.executable, "-m", "dagger_wf.cli", "run", "impure.py", "--check-purity"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ImpurityWarning" in result.stderr and "Impure() is not pure" in result.stderr
