@@ -103,6 +103,19 @@ def plot(frame: pd.DataFrame, dense_accuracy: float, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_loss_curves(tree: dg.StaticExperimentTree, path: Path) -> Path:
+    """Training loss per epoch of the dense model and of each rewound ticket."""
+    trained = tree.nodes.filter("!pruned") | tree.nodes.filter("rewind")
+    with_loss = trained.filter(lambda node: "loss" in node.record.metrics)
+    ax = tree.plot_metric("loss", with_loss)
+    ax.set_xlabel("epoch")
+    ax.set_title("Training loss: dense model and rewound tickets")
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=120)
+    plt.close(ax.figure)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--directory", default="runs/lottery", help="the experiment's directory")
@@ -118,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     figure = out / "accuracy_vs_sparsity.png"
     plot(frame, dense_accuracy, figure)
+    curves = plot_loss_curves(tree, out / "loss_curves.png")
     drawing = tree.draw(out / "tree.svg")
     print(f"wrote {figure}")
+    print(f"wrote {curves}")
     print(f"wrote {drawing}")
 
 

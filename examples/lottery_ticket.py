@@ -75,9 +75,11 @@ def state_generator(state: LotteryState) -> torch.Generator:
 
 
 def record_metrics(state: LotteryState) -> None:
-    """Store accuracy and sparsity in the payload, where the analysis reads them."""
+    """Store accuracy and sparsity in the payload, and log them as metrics."""
     state.accuracy = lm.evaluate(state.model, state.eval_data)
     state.sparsity = lm.sparsity(state.model)
+    state.log_metric("eval_accuracy", state.accuracy)
+    state.log_metric("sparsity", state.sparsity)
 
 
 class Train(dg.Recipe):
@@ -99,6 +101,9 @@ class Train(dg.Recipe):
             masks=state.masks,
             generator=state_generator(state),
         )
+        for epoch, (loss, train_accuracy) in enumerate(state.history):
+            state.log_metric("loss", loss, step=epoch)
+            state.log_metric("train_accuracy", train_accuracy, step=epoch)
         record_metrics(state)
         return state
 

@@ -55,4 +55,5 @@ def test_lottery_example_runs_end_to_end_and_is_cached_the_second_time(tmp_path)
     assert "0 states computed, 32 cached" in second
     assert "dense accuracy" in analysis
     assert (directory / "accuracy_vs_sparsity.png").stat().st_size > 10_000
+    assert (directory / "loss_curves.png").stat().st_size > 10_000
     assert (directory / "tree.svg").read_text().count('<g id="node') == 32
