@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
         def __init__(self, index):
             self.index = index
         def run(self, state):
-            state.value = helper(state.value)
+            state.value = helper(state.value) + RUN_OFFSET
             return state
 
     if __name__ == "__main__":
@@ -43,10 +43,13 @@ SCRIPT = textwrap.dedent(
 
 
 def _run(
-    tmp_path, helper_value: str, steps: int, extra_path: str = ""
+    tmp_path, helper_value: str, steps: int, extra_path: str = "", run_offset: str = "0"
 ) -> subprocess.CompletedProcess:
+    """Run the script above with its helper returning ``x + helper_value`` and ``run()``
+    adding ``run_offset`` (an edit of the recipe class itself)."""
     script = tmp_path / "experiment.py"
-    script.write_text(SCRIPT.replace("HELPER_VALUE", helper_value))
+    source = SCRIPT.replace("HELPER_VALUE", helper_value).replace("RUN_OFFSET", run_offset)
+    script.write_text(source)
     environment = {**os.environ, "PYTHONPATH": extra_path}
     return subprocess.run(
         [sys.executable, str(script), str(tmp_path / "exp"), str(steps)],
@@ -56,6 +59,12 @@ def _run(
         cwd=tmp_path,
         env=environment,
     )
+
+
+def test_editing_run_makes_a_new_state_and_keeps_the_old_one(tmp_path):
+    ran = [_run(tmp_path, "1", 1, run_offset=offset).stdout.strip() for offset in "001"]
+    assert ran == ["2", "0", "1"]  # root and step; nothing; only the edited step
+    assert len(list((tmp_path / "exp" / "states").glob("*.json"))) == 3
 
 
 def test_a_helper_edited_between_runs_warns_with_a_diff(tmp_path):
