@@ -196,3 +196,14 @@ def test_cli_emits_the_workflow_instead_of_running(tmp_path):
     manifest = json.loads((tmp_path / "s" / "workflow" / "manifest.json").read_text())
     assert len(manifest["states"]) == 5
     assert not list((tmp_path / "s").glob("states/*"))
+
+
+def test_new_tags_on_stored_states_do_not_make_snakemake_recompute_anything(tmp_path):
+    exp, _ = build_lottery_tree(tmp_path / "store")
+    exp.run()
+    retagged, promises = build_lottery_tree(tmp_path / "store")
+    with retagged.tag("favourite"):
+        Train(3, 0.1)(promises["root"])
+    retagged.run()
+    dry_run = run_snakemake(_emit(retagged, tmp_path), "local", "--dry-run")
+    assert "rule state:" not in dry_run.stdout

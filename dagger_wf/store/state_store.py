@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,8 +131,14 @@ class ExperimentStore:
         return _record_from_file(self.failure_paths(key)[-1])
 
     def write_record(self, record: StateRecord) -> None:
-        """Rewrite a computed state's metadata (e.g. to add tags); the payload stays."""
-        atomic_write_json(self.record_path(record.key), record.to_json())
+        """Rewrite a computed state's metadata (e.g. to add tags); the payload stays.
+
+        The file keeps its modification time: it is the Snakemake target of the state,
+        and a newer parent would make Snakemake recompute every state below it."""
+        path = self.record_path(record.key)
+        before = path.stat()
+        atomic_write_json(path, record.to_json())
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
     def read_record(self, key: str) -> StateRecord:
         path = self.record_path(key)
