@@ -7,6 +7,7 @@ once, locally with Dask or on a cluster through Snakemake.
 from .analysis import NodeSet, StaticExperimentTree
 from .errors import (
     CodeChangedWarning,
+    CommandLineError,
     CorruptSnapshotError,
     CorruptStateError,
     CorruptStateWarning,
@@ -43,7 +44,9 @@ from .errors import (
     UnknownPropertyError,
     UnknownResourceError,
     UnknownRunnerError,
+    UnusedOverridesError,
     WorkerLostError,
+    WorkflowOutdatedError,
 )
 from .events import EventKind, RunEvent, RunReport
 from .experiment import Experiment
@@ -56,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CodeChangedWarning",
+    "CommandLineError",
     "CorruptSnapshotError",
     "CorruptStateError",
     "CorruptStateWarning",
@@ -102,7 +106,9 @@ __all__ = [
     "UnknownPropertyError",
     "UnknownResourceError",
     "UnknownRunnerError",
+    "UnusedOverridesError",
     "WorkerLostError",
+    "WorkflowOutdatedError",
     "explain_key",
     "function",
     "parameters",

@@ -14,7 +14,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import DaggerError, InvalidOverrideError, UnknownParameterError
+from .errors import (
+    CommandLineError,
+    DaggerError,
+    InvalidOverrideError,
+    UnknownParameterError,
+    UnusedOverridesError,
+)
 from .experiment import EMIT_INSTEAD_OF_RUN, RUN_DEFAULTS
 from .store import ExperimentStore
 from .tracking.parameters import parse_assignments, script_overrides
@@ -22,17 +28,17 @@ from .tracking.parameters import parse_assignments, script_overrides
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class _UsageError(Exception):
-    """A problem with the command line itself (exit code 2)."""
-
-
 def _run_script(script: Path, script_arguments: Sequence[str]) -> None:
+    """Run ``script`` as ``python script ...`` would; a nonzero exit of its own fails."""
     if not script.is_file():
-        raise _UsageError(f"no such script: {script}")
+        raise CommandLineError(f"no such script: {script}")
     saved_argv = sys.argv
     sys.argv = [str(script), *script_arguments]
     try:
         runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise RuntimeError(f"{script} exited with {stop.code!r}") from stop
     finally:
         sys.argv = saved_argv
 
@@ -50,7 +56,7 @@ def _run(arguments: argparse.Namespace) -> int:
     try:
         with script_overrides(overrides) as used:
             _run_script(Path(arguments.script), [])
-    except (UnknownParameterError, InvalidOverrideError):
+    except (UnknownParameterError, InvalidOverrideError, UnusedOverridesError, CommandLineError):
         raise
     except Exception:
         traceback.print_exc()
@@ -58,7 +64,7 @@ def _run(arguments: argparse.Namespace) -> int:
     finally:
         RUN_DEFAULTS.reset(token)
     if overrides and not used:
-        raise _UsageError(
+        raise UnusedOverridesError(
             f"{arguments.script} never called dg.parameters(...), so {sorted(overrides)} "
             "cannot reach it; declare its parameters with params = dg.parameters(name=default)."
         )
@@ -77,6 +83,11 @@ def _snakefile(arguments: argparse.Namespace) -> int:
         _run_script(Path(arguments.script), arguments.script_arguments)
     finally:
         EMIT_INSTEAD_OF_RUN.reset(token)
+    if not request.get("emitted"):
+        raise CommandLineError(
+            f"{arguments.script} never called exp.run(), so there was no tree to write; "
+            "run the script that defines and runs the experiment."
+        )
     print(f"wrote {Path(arguments.snakefile).absolute()}")
     return EXIT_OK
 
@@ -106,7 +117,7 @@ def _full_key(store: ExperimentStore, prefix: str) -> str:
     keys |= {path.name for path in store.directory.glob("failures/*") if path.is_dir()}
     matches = sorted(key for key in keys if key.startswith(prefix))
     if len(matches) != 1:
-        raise _UsageError(
+        raise CommandLineError(
             f"{len(matches)} states of {store.directory} have a key starting with {prefix!r}; "
             "give a longer prefix (see dagger-wf history)."
         )
@@ -137,7 +148,7 @@ def _gc(arguments: argparse.Namespace) -> int:
     verb = "would remove" if arguments.dry_run else "removed"
     for path in garbage.paths:
         print(f"{verb} {path}")
-    size = garbage.bytes
+    size = garbage.size
     if not arguments.dry_run:
         remove_garbage(garbage)
     print(
@@ -178,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run `snakemake --profile profiles/local` (or profiles/slurm) next to it",
     )
     snakefile.add_argument("script", help="the experiment script (it calls exp.run())")
-    snakefile.add_argument("script_arguments", nargs=argparse.REMAINDER)
+    snakefile.add_argument(
+        "script_arguments",
+        nargs=argparse.REMAINDER,
+        help="arguments for the script; put this command's own options before SCRIPT",
+    )
     snakefile.add_argument("--snakefile", default="Snakefile", help="where to write it")
     snakefile.add_argument("--group-size", type=int, help="states per cluster job at most")
     snakefile.add_argument("--seed", type=int, help="seed every state from this and its key")
@@ -207,9 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)
-    except (_UsageError, DaggerError) as error:
+    except DaggerError as error:
         print(f"dagger-wf: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. dagger-wf history DIR | head
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

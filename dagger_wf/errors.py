@@ -57,6 +57,10 @@ class RecipeFailedError(DaggerError, RuntimeError):
     """A recipe or Function failed and its own exception could not be carried back."""
 
 
+class WorkflowOutdatedError(DaggerError, RuntimeError):
+    """A recipe's code changed between defining the tree and computing a state of it."""
+
+
 class WorkerLostError(DaggerError, RuntimeError):
     """A worker process died and the state it was computing could not be told."""
 
@@ -135,6 +139,14 @@ class UnknownParameterError(DaggerError, KeyError):
 
 class InvalidOverrideError(DaggerError, ValueError):
     """An override that is not key=value, or whose value does not fit the parameter."""
+
+
+class UnusedOverridesError(DaggerError, RuntimeError):
+    """Overrides were given to a script that never asked for its parameters."""
+
+
+class CommandLineError(DaggerError, ValueError):
+    """A ``dagger-wf`` command line that cannot be carried out as given."""
 
 
 class DaggerWarning(UserWarning):

@@ -26,6 +26,7 @@ from .plan import Plan
 from .state import ExperimentState, ExperimentStatePromise
 from .store import ExperimentStore
 from .store.codec import from_json, to_json
+from .tracking.parameters import check_overrides_used
 
 if TYPE_CHECKING:
     from .analysis import StaticExperimentTree
@@ -153,9 +154,15 @@ class Experiment:
         tree, so states already stored are reused, with a SeedMismatchWarning).
         ``dagger-wf run --seed/--scheduler`` set the defaults of both.
         """
+        check_overrides_used()
         emit_request = EMIT_INSTEAD_OF_RUN.get()
         if emit_request is not None:
-            self.emit_snakefile(**emit_request)
+            emit_request["emitted"] = True
+            self.emit_snakefile(
+                emit_request["snakefile"],
+                emit_request["max_group_size"],
+                emit_request["seed"] if emit_request["seed"] is not None else seed,
+            )
             return RunReport("emitted", ())
         from .tracking.changes import warn_about_changes
 
@@ -194,6 +201,7 @@ class Experiment:
         """
         from .runners.grouping import DEFAULT_GROUP_SIZE
         from .runners.snakemake import emit_workflow
+        from .runners.transition import merge_stored_tags
         from .tracking.changes import snapshot_plan_code
 
         if self.root is None:
@@ -203,6 +211,7 @@ class Experiment:
         self.save()
         self.plan.seed = seed
         snapshot_plan_code(self.plan, self.directory)
+        merge_stored_tags(self.plan, self.store)
         return emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
 
     def check_purity(self, target: Any, n: int = 2) -> Any:

@@ -42,6 +42,7 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "_directory",
         "_metrics",
         "_recording",
+        "seed",
     }
 )
 
@@ -94,6 +95,9 @@ class ExperimentState:
         self._directory: Path | None = None
         self._metrics: dict[str, list[list[float]]] = {}
         self._recording = False
+        # The seed Python's random, numpy and torch got before this state's step ran; a
+        # recipe seeds its own generators from it (np.random.default_rng(state.seed)).
+        self.seed: int | None = None
         for name in [*self.PROPERTIES, *self.NONHASHED_ATTRIBUTES]:
             setattr(self, name, None)
 

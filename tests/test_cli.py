@@ -67,7 +67,8 @@ def test_run_passes_typed_overrides_and_the_seed(tmp_path):
     ("override", "message"),
     [
         ("epoch=2", "Unknown parameter 'epoch'; this script's parameters are ['epochs'"),
-        ("epochs=two", "epochs is a int"),
+        ("epochs=two", "does not fit epochs, a int"),
+        ("fractions=[0.5,high]", "does not fit fractions[1], a float"),
         ("epochs", "is not key=value"),
     ],
 )
@@ -75,6 +76,24 @@ def test_bad_overrides_exit_2_and_say_what_is_known(tmp_path, override, message)
     result = _cli(tmp_path, "run", "experiment.py", override)
     assert result.returncode == 2
     assert message in result.stderr
+    assert not (tmp_path / "store" / "states").exists()
+
+
+def test_overrides_parse_as_users_expect(tmp_path):
+    from dagger_wf.tracking.parameters import parse_value
+
+    assert parse_value("n", "010", 3) == 10
+    assert parse_value("lr", "1e-3", 0.1) == 0.001
+    assert parse_value("flag", "False", True) is False
+    assert parse_value("lrs", "[1, 0.5]", [0.1]) == [1.0, 0.5]
+    assert parse_value("name", "12:30", "x") == "12:30"
+
+
+def test_overrides_a_script_never_asks_for_stop_it_before_it_runs(tmp_path):
+    plain = SCRIPT.replace("dg.parameters(", "__import__('types').SimpleNamespace(")
+    (tmp_path / "plain.py").write_text(plain)
+    result = _cli(tmp_path, "run", "plain.py", "epochs=2")
+    assert result.returncode == 2 and "UnusedOverridesError" in result.stderr
     assert not (tmp_path / "store" / "states").exists()
 
 

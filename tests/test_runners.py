@@ -162,3 +162,35 @@ def test_a_worker_killed_mid_recipe_fails_that_state_and_the_rest_finishes(tmp_p
     node = dg.Experiment.restore(tmp_path).graph.node(killed.key)
     assert node.status == "failed" and "ended before it finished" in node.error
     assert not list(tmp_path.glob("running/*"))
+
+
+class DrawsRandom(dg.Recipe):
+    def run(self, state):
+        import random
+
+        import numpy as np
+
+        state.weights = [random.random(), float(np.random.default_rng(state.seed).random())]
+        return state
+
+
+def _drawn(directory, seed):
+    exp = dg.Experiment(directory, State)
+    drawn = DrawsRandom()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    exp.run(seed=seed)
+    with dg.Experiment.restore(directory).graph.node(drawn.key).lazy_load() as state:
+        return state.weights, state.record.seed
+
+
+def test_the_same_seed_gives_the_same_draws_and_another_seed_other_draws(tmp_path):
+    first, first_seed = _drawn(tmp_path / "a", 1)
+    again, _ = _drawn(tmp_path / "b", 1)
+    other, other_seed = _drawn(tmp_path / "c", 2)
+    assert first == again and first != other
+    assert first_seed != other_seed
+
+
+def test_a_cached_state_computed_with_another_seed_warns(tmp_path):
+    _drawn(tmp_path, 1)
+    with pytest.warns(dg.SeedMismatchWarning, match="another seed"):
+        _drawn(tmp_path, 2)

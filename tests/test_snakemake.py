@@ -26,7 +26,7 @@ def _emit(exp: dg.Experiment, directory, **options):
 def test_local_profile_computes_the_same_bytes_as_the_dask_runner(tmp_path):
     build_lottery_tree(tmp_path / "dask")[0].run()
     exp, promises = build_lottery_tree(tmp_path / "store")
-    run_snakemake(_emit(exp, tmp_path), "local", "--cores", "1")
+    run_snakemake(_emit(exp, tmp_path), "local")
     assert payload_bytes(tmp_path / "store") == payload_bytes(tmp_path / "dask")
     tree = dg.Experiment.restore(tmp_path / "store").graph
     assert {node.record.runner for node in tree.nodes} == {"snakemake"}
@@ -56,7 +56,6 @@ def test_functions_run_on_every_workflow_run(tmp_path, monkeypatch):
     dg.Function(record_visit)(trained)
     snakefile = _emit(exp, tmp_path)
     run_snakemake(snakefile, "local")
-    time.sleep(1.1)  # the run name has one-second resolution
     run_snakemake(snakefile, "local")
     assert visits.read_text().split() == [trained.key, trained.key]
 
@@ -207,3 +206,36 @@ def test_new_tags_on_stored_states_do_not_make_snakemake_recompute_anything(tmp_
     retagged.run()
     dry_run = run_snakemake(_emit(retagged, tmp_path), "local", "--dry-run")
     assert "rule state:" not in dry_run.stdout
+
+
+def test_a_recipe_edited_after_emission_fails_instead_of_storing_under_the_old_key(tmp_path):
+    module = tmp_path / "editable_recipe.py"
+    module.write_text(
+        "import dagger_wf as dg\n\n"
+        "class Bump(dg.Recipe):\n"
+        "    def run(self, state):\n"
+        "        state.weights = [1.0]\n"
+        "        return state\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import editable_recipe
+
+        exp = dg.Experiment(tmp_path / "store", State)
+        bumped = editable_recipe.Bump()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+        snakefile = _emit(exp, tmp_path)
+    finally:
+        sys.path.remove(str(tmp_path))
+    module.write_text(module.read_text().replace("[1.0]", "[999.0]"))
+    result = run_snakemake(snakefile, "local", check=False)
+    assert result.returncode != 0 and "WorkflowOutdatedError" in result.stderr
+    assert not (tmp_path / "store" / "states" / f"{bumped.key}.json").exists()
+
+
+def test_a_deleted_payload_is_computed_again_by_snakemake(tmp_path):
+    exp, promises = build_lottery_tree(tmp_path / "store")
+    snakefile = _emit(exp, tmp_path)
+    run_snakemake(snakefile, "local")
+    (tmp_path / "store" / "payloads" / f"{promises['pruned 0.1'].key}.payload").unlink()
+    run_snakemake(snakefile, "local")
+    assert (tmp_path / "store" / "payloads" / f"{promises['pruned 0.1'].key}.payload").exists()

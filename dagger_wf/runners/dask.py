@@ -18,7 +18,7 @@ from ..plan import Plan
 from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
 from .progress import RunProgress
-from .transition import apply_function, compute_state
+from .transition import apply_function, compute_state, step_label
 
 SCHEDULERS = {
     "single-threaded": "sync",
@@ -158,8 +158,7 @@ def _lost_events(
     events = {}
     for key in keys:
         record = store.read_failure(key)
-        planned = plan.states[key]
-        label = repr(planned.recipe) if planned.recipe is not None else "root"
+        label = step_label(plan.states[key], plan.state_class)
         error = RecipeFailedError(record.error.strip())
         events[key] = RunEvent(run_id, key, EventKind.FAILED, label, 0.0, error, record.error)
     return events

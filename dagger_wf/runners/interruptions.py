@@ -18,7 +18,15 @@ from ..plan import Plan
 from ..store import ExperimentStore
 from .transition import failure_record
 
-_STILL_GOING = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING"}
+_STILL_GOING = {
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "REQUEUED",
+    "RESIZING",
+    "SUSPENDED",
+}
 
 
 def slurm_job_state(job_id: str) -> str | None:

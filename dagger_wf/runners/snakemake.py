@@ -95,14 +95,16 @@ def render_snakefile(rules: list[StateRule], settings_file: str) -> str:
 
 
 def build_manifest(plan: Plan, groups: dict[str, str]) -> dict[str, Any]:
-    children = {planned.parent_key for planned in plan.states.values()}
+    depths: dict[str | None, int] = {None: -1}
+    for key, planned in plan.states.items():
+        depths[key] = depths[planned.parent_key] + 1
     return {
         "format": 1,
+        "depth": max(depths.values()),
         "states": {
             key: {"parent": planned.parent_key, "group": groups[key]}
             for key, planned in plan.states.items()
         },
-        "targets": [key for key in plan.states if key not in children],
         "evaluated": [key for key, planned in plan.states.items() if planned.functions],
     }
 

@@ -27,9 +27,9 @@ from .transition import apply_function, compute_state
 def _load_plan(specs_path: Path, modified: float) -> Plan:
     """The emitted plan; cached per process, so a group job unpickles it once."""
     with open(specs_path, "rb") as file:
-        for entry in reversed(pickle.load(file)):
-            if entry not in sys.path:
-                sys.path.insert(0, entry)
+        # After the job's own path: the emitting process's entries must not shadow
+        # packages of the node's environment.
+        sys.path.extend(entry for entry in pickle.load(file) if entry not in sys.path)
         return cloudpickle.load(file)
 
 

@@ -16,9 +16,15 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import RecipeFailedError, RecipeReturnError
+from ..errors import (
+    RecipeFailedError,
+    RecipeReturnError,
+    RecipeSourceUnavailableError,
+    WorkflowOutdatedError,
+)
 from ..events import FAILURES, SKIPS, EventKind, RunEvent
-from ..plan import PlannedState
+from ..hashing import recipe_code_version
+from ..plan import Plan, PlannedState
 from ..recipe import Function
 from ..state import ExperimentState
 from ..store import ExperimentStore, StateRecord, load_state, store_state
@@ -53,18 +59,33 @@ def _portable(error: Exception) -> Exception:
     return error
 
 
-def _label(planned: PlannedState, state_class: type) -> str:
+def step_label(planned: PlannedState, state_class: type) -> str:
+    """How messages name the step that makes a state."""
     if planned.recipe is None:
         return f"root {state_class.__qualname__}"
     return repr(planned.recipe)
 
 
-def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: str) -> RunEvent:
-    """The event of a stored state; one defined under new tags carries them from now on."""
+def _merge_tags(store: ExperimentStore, planned: PlannedState) -> StateRecord:
+    """A stored state defined under new tags carries them from now on."""
     record = store.read_record(planned.key)
     if not planned.tags <= set(record.tags):
-        tags = tuple(sorted(planned.tags | set(record.tags)))
-        store.write_record(dataclasses.replace(record, tags=tags))
+        record = dataclasses.replace(record, tags=tuple(sorted(planned.tags | set(record.tags))))
+        store.write_record(record)
+    return record
+
+
+def merge_stored_tags(plan: Plan, store: ExperimentStore) -> None:
+    """Give stored states the tags the plan adds (done when emitting a workflow, which
+    does not run states that are stored already)."""
+    for planned in plan.states.values():
+        if planned.tags and store.is_done(planned.key):
+            _merge_tags(store, planned)
+
+
+def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: str) -> RunEvent:
+    """The event of a stored state, after giving it the tags it is defined with now."""
+    record = _merge_tags(store, planned)
     return RunEvent(
         run_id,
         planned.key,
@@ -85,12 +106,31 @@ def _checked_result(planned: PlannedState, result: object) -> ExperimentState:
     return result
 
 
+def _check_code_version(planned: PlannedState) -> None:
+    """The recipe's code must still be the code its key was made from: a module edited
+    after the tree was defined (a Snakemake job imports it afresh) would otherwise store
+    another code's result under this key."""
+    if planned.identity is None or planned.identity.code_version.startswith("VERSION:"):
+        return
+    try:
+        current = recipe_code_version(type(planned.recipe))
+    except RecipeSourceUnavailableError:
+        return  # a class shipped by value (from a script) is exactly the code defined
+    if current != planned.identity.code_version:
+        raise WorkflowOutdatedError(
+            f"The code of {type(planned.recipe).__qualname__} changed since this tree was "
+            f"defined, so state {planned.key[:12]} would be computed by other code than its "
+            "key says. Define the tree again (emit the workflow again, or rerun the script)."
+        )
+
+
 def initial_state(
     store: ExperimentStore, planned: PlannedState, state_class: type
 ) -> ExperimentState:
     """The state before its step runs: the root's properties, or a copy of the parent."""
     if planned.recipe is None:
         return state_class.new_root(planned.root_properties, planned.key, store.directory)
+    _check_code_version(planned)
     state = load_state(store, planned.parent_key, state_class).new_state(planned.recipe)
     state._sha = planned.key  # known; never recomputed where the recipe's source may be absent
     return state
@@ -99,6 +139,7 @@ def initial_state(
 def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
     seed_everything(seed)
     state._recording = True
+    state.seed = seed
     if planned.recipe is None:
         state.initialize_state(**planned.root_properties)
         state._recording = False
@@ -123,7 +164,7 @@ def compute_state(
     global_seed: int | None = None,
 ) -> RunEvent:
     """Compute and store one state unless it is stored already or its parent failed."""
-    label = _label(planned, state_class)
+    label = step_label(planned, state_class)
     if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(run_id, planned.key, EventKind.SKIPPED, label)
     store = ExperimentStore(store_directory)
@@ -151,9 +192,10 @@ def compute_state(
         duration = time.perf_counter() - start
         text = traceback.format_exc()
         properties = state.property_values() if state is not None else None
-        store.write_failure(
-            failure_record(planned, state_class, details, duration, error, text, properties)
-        )
+        record = failure_record(planned, state_class, details, duration, error, text, properties)
+        if state is not None:  # what it logged before failing
+            record = dataclasses.replace(record, metrics=dict(state._metrics))
+        store.write_failure(record)
         store.clear_running(planned.key)
         return RunEvent(
             run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text

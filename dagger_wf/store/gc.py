@@ -30,7 +30,7 @@ class Garbage:
     paths: list[Path] = dataclasses.field(default_factory=list)
 
     @property
-    def bytes(self) -> int:
+    def size(self) -> int:
         return sum(_size(path) for path in self.paths)
 
 
@@ -41,12 +41,15 @@ def _size(path: Path) -> int:
 
 
 def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
-    """(states a root of the experiment reaches, every stored state)."""
+    """(states a root of the experiment reaches, every stored state). A corrupt record
+    hides which states descend from it, so then every state counts as reachable."""
     children: dict[str | None, list[str]] = {}
     stored = set()
-    for record in store.iter_records():
-        if isinstance(record, CorruptStateError):
-            continue
+    records = list(store.iter_records())
+    if any(isinstance(record, CorruptStateError) for record in records):
+        keys = {path.stem for path in store.directory.glob("states/*.json")}
+        return keys, keys
+    for record in records:
         stored.add(record.key)
         children.setdefault(record.parent_key, []).append(record.key)
     reachable: set[str] = set()
@@ -92,7 +95,13 @@ def _unreferenced_blobs(store: ExperimentStore, keep: set[str]) -> list[Path]:
         except (OSError, ValueError, struct.error):
             return []  # an unreadable header might refer to any blob: keep them all
     wanted = {blob_path(store.blob_directory, digest) for digest in referenced}
-    return sorted(path for path in store.blob_directory.glob("*/*") if path not in wanted)
+    # A blob is written before its payload: a young one may belong to a run going on.
+    cutoff = time.time() - STALE_TEMPORARY_AGE_S
+    return sorted(
+        path
+        for path in store.blob_directory.glob("*/*")
+        if path not in wanted and path.stat().st_mtime < cutoff
+    )
 
 
 def _unreferenced_snapshots(store: ExperimentStore, keep: set[str]) -> list[Path]:

@@ -56,7 +56,16 @@ class StateRecord:
 
     def run_details(self) -> dict[str, Any]:
         """How the state was computed, to keep when it is stored again."""
-        names = ("started", "finished", "duration_s", "host", "runner", "seed")
+        names = (
+            "started",
+            "finished",
+            "duration_s",
+            "host",
+            "runner",
+            "seed",
+            "code",
+            "environment",
+        )
         return {name: getattr(self, name) for name in names}
 
     def to_json(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import InvalidOverrideError, UnknownParameterError
+from ..errors import InvalidOverrideError, UnknownParameterError, UnusedOverridesError
 
 # Set by ``dagger-wf run``: overrides as given ("key" -> "text"), and whether they were used.
 OVERRIDES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
@@ -38,26 +38,55 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
     return overrides
 
 
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
 def parse_value(key: str, text: str, default: Any) -> Any:
-    """``text`` as a value of the default's type."""
-    try:
-        value = yaml.safe_load(text) if text.strip() else text
-    except yaml.YAMLError as error:
-        raise InvalidOverrideError(f"Override {key}={text!r} does not parse: {error}") from None
+    """``text`` as a value of the default's type, by explicit rules: ints in base 10,
+    floats as Python writes them (``1e-3``), bools as true/false, lists as YAML flow
+    lists whose items fit the type of the default's first item."""
     expected = type(default)
-    if default is None or expected is str:
-        return text if expected is str else value
-    if expected is float and type(value) in (int, str):
-        with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-3 as a string
-            return float(value)
-    if expected is tuple and isinstance(value, list):
-        return tuple(value)
-    if type(value) is not expected:
+    try:
+        if default is None:
+            return yaml.safe_load(text)
+        if expected is str:
+            return text
+        if expected is bool:
+            word = text.strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise ValueError("not true or false")
+            return word in _TRUE
+        if expected in (int, float):
+            return expected(text.strip())
+        if expected in (list, tuple):
+            items = yaml.safe_load(text)
+            if not isinstance(items, list):
+                raise ValueError("not a list such as [0.1, 0.01]")
+            if default:
+                items = [
+                    parse_value(f"{key}[{index}]", str(item), default[0])
+                    for index, item in enumerate(items)
+                ]
+            return expected(items)
+    except (ValueError, yaml.YAMLError) as error:
         raise InvalidOverrideError(
-            f"Override {key}={text!r} gives a {type(value).__name__}, but {key} is a "
-            f"{expected.__name__} (default {default!r})."
+            f"Override {key}={text!r} does not fit {key}, a {expected.__name__} (default "
+            f"{default!r}): {error}."
+        ) from None
+    raise InvalidOverrideError(
+        f"Parameter {key} has a default of type {expected.__name__}, which the command line "
+        "cannot set; use a str, int, float, bool or list default."
+    )
+
+
+def check_overrides_used() -> None:
+    """Refuse to run an experiment whose script never asked for the overrides given."""
+    if OVERRIDES.get() and _USED.get() == []:
+        raise UnusedOverridesError(
+            f"Overrides {sorted(OVERRIDES.get())} were given, but the script runs its "
+            "experiment without calling dg.parameters(...); declare its parameters with "
+            "params = dg.parameters(name=default) before defining the tree."
         )
-    return value
 
 
 def parameters(**defaults: Any) -> types.SimpleNamespace:
