@@ -57,3 +57,18 @@ def test_lottery_example_runs_end_to_end_and_is_cached_the_second_time(tmp_path)
     assert (directory / "accuracy_vs_sparsity.png").stat().st_size > 10_000
     assert (directory / "loss_curves.png").stat().st_size > 10_000
     assert (directory / "tree.svg").read_text().count('<g id="node') == 32
+
+
+@pytest.mark.slow
+def test_readme_snakemake_commands_give_the_dask_numbers(tmp_path):
+    """The README's workflow commands, with recipes defined in the script itself (shipped
+    to jobs by value), against a Dask run of the same tree."""
+    small = ["--epochs", "1", "--finetune-epochs", "1"]
+    script = str(ROOT / "examples" / "lottery_ticket.py")
+    _run([script, "--directory", "dask", "--scheduler", "single-threaded", *small], tmp_path)
+    _run([script, "--directory", "workflow", "--emit-snakefile", *small], tmp_path)
+    _run(["-m", "snakemake", "--profile", str(ROOT / "profiles" / "local")], tmp_path)
+    analyse = str(ROOT / "examples" / "analyse_lottery.py")
+    by_dask = _run([analyse, "--directory", "dask"], tmp_path)
+    by_snakemake = _run([analyse, "--directory", "workflow"], tmp_path)
+    assert by_dask.split("wrote")[0] == by_snakemake.split("wrote")[0]

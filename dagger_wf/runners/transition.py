@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import os
 import socket
+import sys
 import time
 import traceback
 from typing import Any
@@ -106,16 +107,28 @@ def _checked_result(planned: PlannedState, result: object) -> ExperimentState:
     return result
 
 
+def _imported_by_name(cls: type) -> bool:
+    """Whether ``cls`` is the class its module and qualified name give in this process
+    (a class cloudpickle shipped by value is not: its module is another __main__)."""
+    found: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is cls
+
+
 def _check_code_version(planned: PlannedState) -> None:
     """The recipe's code must still be the code its key was made from: a module edited
     after the tree was defined (a Snakemake job imports it afresh) would otherwise store
     another code's result under this key."""
     if planned.identity is None or planned.identity.code_version.startswith("VERSION:"):
         return
+    recipe_class = type(planned.recipe)
+    if not _imported_by_name(recipe_class):
+        return  # shipped by value (defined in a script): exactly the code defined
     try:
-        current = recipe_code_version(type(planned.recipe))
+        current = recipe_code_version(recipe_class)
     except RecipeSourceUnavailableError:
-        return  # a class shipped by value (from a script) is exactly the code defined
+        return
     if current != planned.identity.code_version:
         raise WorkflowOutdatedError(
             f"The code of {type(planned.recipe).__qualname__} changed since this tree was "
