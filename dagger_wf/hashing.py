@@ -306,6 +306,7 @@ def _installed_code_roots() -> tuple[str, ...]:
     return tuple(str(pathlib.Path(root).resolve()) + os.sep for root in roots)
 
 
+@functools.cache
 def _is_installed_code(cls: type) -> bool:
     source = getattr(sys.modules.get(cls.__module__), "__file__", None)
     if source is None:  # a C type has no Python methods; a class made by exec() has

@@ -125,11 +125,15 @@ class Recipe:
         with other values) does not change the state defined here.
         """
         promise = _require_promise(self, promise)
-        key = child_key(promise.key, self.identity())  # names an unhashable property
         frozen = copy.copy(self)
-        for name in self.PROPERTIES:
-            setattr(frozen, name, copy.deepcopy(getattr(self, name)))
+        try:
+            for name in self.PROPERTIES:
+                setattr(frozen, name, copy.deepcopy(getattr(self, name)))
+        except Exception:
+            child_key(promise.key, self.identity())  # names an unhashable property
+            raise
         identity = frozen.identity()
+        key = child_key(promise.key, identity)
         promise.experiment_object.plan.add_child(key, promise.key, frozen, identity)
         return ExperimentStatePromise(promise.experiment_object, key)
 
