@@ -156,3 +156,15 @@ def test_a_stored_train_state_records_its_seed_and_runner(experiment_dir):
     exp.run()
     record = dg.Experiment.restore(experiment_dir).graph.node(trained.key).record
     assert record.seed == int(trained.key[:8], 16) and record.runner == "dask"
+
+
+def test_a_state_being_computed_shows_as_pending(experiment_dir):
+    from dagger_wf.runners.transition import worker_description
+    from dagger_wf.store import ExperimentStore
+
+    exp, _ = _fitted_tree(experiment_dir)
+    exp.run()
+    ExperimentStore(experiment_dir).mark_running("f" * 64, worker_description("dask"))
+    history = dg.Experiment.restore(experiment_dir).history()
+    pending = history[history["status"] == "pending"]
+    assert list(pending["key"]) == ["f" * 64] and list(pending["runner"]) == ["dask"]

@@ -56,8 +56,19 @@ def _row(record: StateRecord, evaluation_metrics: dict[str, Any]) -> dict[str, A
     return row
 
 
+def _pending_row(marker: dict[str, Any]) -> dict[str, Any]:
+    """A state being computed now (or whose worker died and was not yet recorded)."""
+    return {
+        "key": marker["key"],
+        "status": "pending",
+        "host": marker.get("host"),
+        "runner": marker.get("runner"),
+    }
+
+
 def history_frame(store: ExperimentStore, keys: Iterable[str] | None = None) -> pandas.DataFrame:
-    """One row per attempt (each computed state, each failed attempt), oldest first.
+    """One row per attempt (each computed state, each failed attempt, each state being
+    computed now: status "pending"), oldest first.
 
     Columns: key, parent, recipe, status, tags, times, host, runner, seed, error_type, then
     ``property.<name>``, ``recipe.<name>`` and the final value of each metric as
@@ -74,6 +85,11 @@ def history_frame(store: ExperimentStore, keys: Iterable[str] | None = None) -> 
         if wanted is not None and record.key not in wanted:
             continue
         rows.append(_row(record, evaluation_metrics(store, record.key)))
+    rows += [
+        _pending_row(marker)
+        for marker in store.running_markers()
+        if (wanted is None or marker["key"] in wanted) and not store.is_done(marker["key"])
+    ]
     frame = pandas.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values("started", kind="stable", na_position="first")
