@@ -4,8 +4,9 @@ Part 1: emitting the workflow of N trivial states (root -> 10 chains). Part 2: `
 -n`` on our workflow against a bare one-rule workflow with as many flat targets, and
 against a bare workflow with our chains but no groups (what the chains alone cost).
 Part 3: N' trivial states computed locally, fused in the Snakemake process (our
-workflow, profiles/local) against one shell job per state. Part 4 (``--slurm``): the
-example tree on the SLURM cluster of shared/services/slurm, with and without grouping.
+workflow, profiles/local) against one shell job per state, and against the same job
+function called in a loop without Snakemake. Part 4 (``--slurm``): the example tree on
+the SLURM cluster of shared/services/slurm, with and without grouping.
 
 Timings are medians of 3 repeats (SLURM runs: once) and never asserted: these machines
 are shared and noisy. Run from the repository root: ``python bench/bench_snakemake.py
@@ -38,6 +39,7 @@ from typing import Any
 from bench_core import HEADER, REPEATS, duration, ratio, row, timed
 
 import dagger_wf as dg
+from dagger_wf.runners.snakemake_job import compute_state_job
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "profiles"
@@ -102,6 +104,11 @@ def shape(n: int, branches: int) -> str:
     return f"{branches} chains of {max(chain_lengths(n, branches))}"
 
 
+def depth(n: int, branches: int) -> int:
+    """States on the longest path, root included."""
+    return max(chain_lengths(n, branches)) + 1
+
+
 def emit(directory: Path, n: int, branches: int) -> Path:
     """Our workflow for a fresh tree: the Snakefile in ``directory``, the store below it."""
     return define_tree(directory / "store", n, branches).emit_snakefile(directory / "Snakefile")
@@ -131,12 +138,15 @@ def flat_workflow(directory: Path, n: int) -> Path:
 
 MANIFEST_PROLOGUE = """\
 import json
+import sys
 
 workdir: {store}
 
 with open("workflow/manifest.json") as _manifest_file:
     _MANIFEST = json.load(_manifest_file)
 _STATES = _MANIFEST["states"]
+# As ours does: Snakemake walks the chain of parents recursively.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * {depth} + 1000))
 
 wildcard_constraints:
     key="[0-9a-f]{{64}}",
@@ -149,15 +159,18 @@ def _parent(wildcards, prefix, suffix):
 """
 
 
-def chained_workflow(directory: Path, store: Path) -> Path:
-    """Our DAG (the store's manifest: same targets, same parents) as ``touch`` jobs, no groups.
+def prologue(store: Path, depth: int) -> str:
+    return MANIFEST_PROLOGUE.format(store=json.dumps(str(store)), depth=depth)
 
-    Against it, ours shows what the template adds; against the flat one, what chains add.
+
+def chained_workflow(directory: Path, store: Path, depth: int) -> Path:
+    """Our DAG (the store's manifest: every state a target, same parents) as ``touch`` jobs,
+    no groups. Against it, ours shows what the template adds; against the flat one, what
+    the chains add.
     """
     return write_snakefile(
         directory,
-        MANIFEST_PROLOGUE.format(store=json.dumps(str(store)))
-        + 'rule all:\n    input: expand("bare/{key}.done", key=_MANIFEST["targets"])\n\n'
+        prologue(store, depth) + 'rule all:\n    input: expand("bare/{key}.done", key=_STATES)\n\n'
         "rule make:\n"
         '    input: lambda wildcards: _parent(wildcards, "bare/", ".done")\n'
         '    output: "bare/{key}.done"\n'
@@ -165,7 +178,7 @@ def chained_workflow(directory: Path, store: Path) -> Path:
     )
 
 
-def shell_workflow(directory: Path, store: Path) -> Path:
+def shell_workflow(directory: Path, store: Path, depth: int) -> Path:
     """One shell job per state: a fresh interpreter runs ``compute_state_job`` for it.
 
     It reads the manifest and specs our emission wrote into ``store`` and computes the
@@ -178,8 +191,8 @@ def shell_workflow(directory: Path, store: Path) -> Path:
     command = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
     return write_snakefile(
         directory,
-        MANIFEST_PROLOGUE.format(store=json.dumps(str(store)))
-        + 'rule all:\n    input: expand("states/{key}.json", key=_MANIFEST["targets"])\n\n'
+        prologue(store, depth)
+        + 'rule all:\n    input: expand("states/{key}.json", key=_STATES)\n\n'
         "rule state:\n"
         '    input: lambda wildcards: _parent(wildcards, "states/", ".json")\n'
         '    output: "states/{key}.json"\n'
@@ -201,12 +214,17 @@ class Outcome:
 class SnakemakeFailed(RuntimeError):
     """A snakemake run exited non-zero; the message is the first error line of its log."""
 
+    def __init__(self, output: str, seconds: float) -> None:
+        super().__init__(first_error(output))
+        self.output, self.seconds = output, seconds
+
 
 def first_error(output: str) -> str:
-    """The first ``SomeError: message`` line (Snakemake wraps it in a bare WorkflowError:)."""
-    error = re.search(r"\b\w+(Error|Exception): \S.*", output)
+    """The first ``SomeError: message`` (or ``SomeError in file ...``, how Snakemake names a
+    failing rule's error) line: Snakemake wraps them in a bare ``WorkflowError:``."""
+    error = re.search(r"\b\w+(Error|Exception)(: \S.*| in file .*\n.*)", output)
     if error:
-        return error.group(0)
+        return error.group(0).replace("\n", " ")
     lines = output.strip().splitlines()
     return lines[-1] if lines else "no output"
 
@@ -227,7 +245,7 @@ def snakemake(
         seconds = time.perf_counter() - start
     output = log.read_text()
     if completed.returncode != 0:
-        raise SnakemakeFailed(first_error(output))
+        raise SnakemakeFailed(output, seconds)
     return seconds, output
 
 
@@ -267,7 +285,8 @@ def measure_dry_runs(workdir: Path, n: int) -> dict[str, Outcome]:
     outcomes = {"flat": repeated(flat_workflow(workdir / "flat", n), *DRY_RUN)}
     for branches in shapes(n):
         ours = emit(workdir / f"ours-{branches}", n, branches)
-        chained = chained_workflow(workdir / f"chained-{branches}", ours.parent / "store")
+        store = ours.parent / "store"
+        chained = chained_workflow(workdir / f"chained-{branches}", store, depth(n, branches))
         outcomes[f"ours-{branches}"] = repeated(ours, *DRY_RUN)
         outcomes[f"chained-{branches}"] = repeated(chained, *DRY_RUN)
     return outcomes
@@ -290,14 +309,29 @@ def local_run(snakefile: Path, store: Path, n: int) -> float:
     return seconds
 
 
+def job_floor(directory: Path, n: int) -> float:
+    """Seconds of ``compute_state_job`` (what each rule calls) on every state in plan order,
+    in this process: the work both workflows do, without Snakemake around it."""
+    exp = define_tree(directory / "store", n, BRANCHES)
+    exp.emit_snakefile(directory / "Snakefile")
+    start = time.perf_counter()
+    for key in exp.plan.states:
+        compute_state_job(directory / "store", key)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(directory)
+    return seconds
+
+
 def measure_local(workdir: Path, n: int) -> dict[str, list[float]]:
-    """Ours (fused) and one shell job per state, alternating, each from an empty store."""
-    samples: dict[str, list[float]] = {"fused": [], "shell": []}
+    """Ours (fused) and one shell job per state, alternating, each from an empty store;
+    and the floor, the same jobs called in a loop."""
+    samples: dict[str, list[float]] = {"fused": [], "shell": [], "floor": []}
     for repeat in range(REPEATS):
+        samples["floor"].append(job_floor(workdir / f"floor-{repeat}", n))
         fused = emit(workdir / f"fused-{repeat}", n, BRANCHES)
         samples["fused"].append(local_run(fused, fused.parent / "store", n))
         store = emit(workdir / f"shell-{repeat}", n, BRANCHES).parent / "store"
-        shell = shell_workflow(store.parent / "shell", store)
+        shell = shell_workflow(store.parent / "shell", store, depth(n, BRANCHES))
         samples["shell"].append(local_run(shell, store, n))
         shutil.rmtree(fused.parent)
         shutil.rmtree(store.parent)
@@ -315,23 +349,29 @@ class SlurmRun:
     submitted: int  # "submitted with SLURM jobid" lines in snakemake's output
     accounted: int  # jobs sacct knows under this run's job name since it started
     states: int
+    error: str | None  # the first error of a failed run; its figures are then no cost
 
 
 def slurm_answers() -> bool:
     """Whether the cluster of shared/services/slurm/start.sh is up (sinfo answers)."""
-    if shutil.which("sinfo") is None:
-        return False
     return subprocess.run(["sinfo"], capture_output=True).returncode == 0
 
 
-def wait_for_empty_queue() -> bool:
-    """Other people's jobs share the node: start once the queue is empty (or give up)."""
+def queue_is_empty() -> bool:
+    return not subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip()
+
+
+def wait_for_idle_cluster() -> str | None:
+    """Others share the cluster (their tests may even restart it): start once it answers
+    and its queue is empty. Returns why not, after QUEUE_WAIT_S."""
     deadline = time.monotonic() + QUEUE_WAIT_S
-    while subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+    while not (slurm_answers() and queue_is_empty()):
         if time.monotonic() >= deadline:
-            return False
+            if not slurm_answers():
+                return "sinfo does not answer (start shared/services/slurm)"
+            return f"the queue was not empty after {QUEUE_WAIT_S} s"
         time.sleep(QUEUE_POLL_S)
-    return True
+    return None
 
 
 def emit_example(directory: Path, group_size: int | None) -> Path:
@@ -349,7 +389,11 @@ def slurm_run(snakefile: Path) -> SlurmRun:
     """One run with profiles/slurm; submissions counted in its log and, as a check, in sacct
     (jobs since the start named with this run's SLURM run ID, so others' jobs don't count)."""
     start = time.strftime("%Y-%m-%dT%H:%M:%S")
-    seconds, output = snakemake(snakefile, "--profile", str(PROFILES / "slurm"))
+    error = None
+    try:
+        seconds, output = snakemake(snakefile, "--profile", str(PROFILES / "slurm"))
+    except SnakemakeFailed as failure:
+        seconds, output, error = failure.seconds, failure.output, str(failure)
     run_id = re.search(r"SLURM run ID: (\S+)", output)
     sacct = ["sacct", "-X", "-n", "-S", start, "-o", "JobID"]
     if run_id:
@@ -360,6 +404,7 @@ def slurm_run(snakefile: Path) -> SlurmRun:
         len(re.findall(r"submitted with SLURM jobid", output)),
         len(accounted),
         len(list((snakefile.parent / "store" / "states").glob("*.json"))),
+        error,
     )
 
 
@@ -414,8 +459,7 @@ def print_dry_runs(n: int, outcomes: dict[str, Outcome]) -> int | None:
     worst: tuple[float, int] | None = None
     for branches in shapes(n):
         ours, chained = outcomes[f"ours-{branches}"], outcomes[f"chained-{branches}"]
-        depth = max(chain_lengths(n, branches)) + 1
-        print(f"  {shape(n, branches)} (depth {depth}):")
+        print(f"  {shape(n, branches)} (depth {depth(n, branches)}):")
         note = ""
         if ours.samples and flat.samples:
             over_flat = ratio(ours.samples, flat.samples)
@@ -479,7 +523,7 @@ def print_profile(stats: pstats.Stats, snakefile: Path, branches: int, n: int) -
 
 
 def print_local(n: int, samples: dict[str, list[float]]) -> None:
-    fused, shell = samples["fused"], samples["shell"]
+    fused, shell, floor = samples["fused"], samples["shell"], samples["floor"]
     speedup = ratio(shell, fused)
     met = speedup >= FUSED_TARGET
     print(
@@ -490,6 +534,8 @@ def print_local(n: int, samples: dict[str, list[float]]) -> None:
     note = f"{speedup:.1f}x faster; target >= {FUSED_TARGET:.0f}x: "
     print(row("ours: fused, run: in the Snakemake process", fused, n, note + target(met)))
     print(row("one shell job per state (python -c ...)", shell, n))
+    note = f"ours = {ratio(fused, floor):.1f}x this"
+    print(row("floor: compute_state_job loop, no Snakemake", floor, n, note))
     print()
 
 
@@ -506,6 +552,11 @@ def print_slurm(runs: dict[str, SlurmRun]) -> None:
     ]:
         counts = f"{run.submitted} / {run.accounted}"
         print(f"  {label:<44} {counts:>20} {run.states:>7} {duration(run.seconds):>10}")
+        if run.error:
+            print(f"    FAILED: {run.error}")
+    if grouped.error or single.error:
+        print("  no ratio: a failed run's figures measure its failure\n")
+        return
     print(
         f"  grouping: {single.submitted / max(grouped.submitted, 1):.1f}x fewer submissions, "
         f"{single.seconds / grouped.seconds:.2f}x faster"
@@ -525,11 +576,12 @@ def parse_arguments() -> argparse.Namespace:
 
 
 def run_slurm_part(workdir: Path) -> None:
-    if not slurm_answers():
-        print("Part 4: SLURM skipped: sinfo does not answer (start shared/services/slurm)")
+    if shutil.which("sinfo") is None:
+        print("Part 4: SLURM skipped: no sinfo here, so no SLURM cluster")
         return
-    if not wait_for_empty_queue():
-        print(f"Part 4: SLURM skipped: the queue was not empty after {QUEUE_WAIT_S} s")
+    skipped = wait_for_idle_cluster()
+    if skipped:
+        print(f"Part 4: SLURM skipped: {skipped}")
         return
     print_slurm(measure_slurm(workdir))
 
