@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import dask
 import numpy as np
 import torch
+from trivial import Counter, Step
 
 import dagger_wf as dg
 
@@ -47,29 +48,6 @@ MB = 2**20
 
 
 # ---------------------------------------------------------------- experiment trees
-
-
-class Counter(dg.ExperimentState):
-    """The smallest useful state: one int of payload, so only bookkeeping is measured."""
-
-    PROPERTIES = ["name"]
-    NONHASHED_ATTRIBUTES = ["value"]
-
-    def initialize_state(self, **kwargs: Any) -> None:
-        self.value = 0
-
-
-class Step(dg.Recipe):
-    """A trivial transition: sets the payload to ``i``."""
-
-    PROPERTIES = ["i"]
-
-    def __init__(self, i: int) -> None:
-        self.i = i
-
-    def run(self, state: dg.ExperimentState) -> dg.ExperimentState:
-        state.value = self.i
-        return state
 
 
 class Weights(dg.ExperimentState):

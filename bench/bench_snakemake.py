@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_core import HEADER, REPEATS, duration, ratio, row, timed
+from trivial import Counter, Step
 
 import dagger_wf as dg
 from dagger_wf.runners.snakemake_job import compute_state_job
@@ -56,30 +57,6 @@ SNAKEMAKE_PACKAGES = ["snakemake", "snakemake-executor-plugin-slurm"]
 
 
 # ---------------------------------------------------------------- experiment trees
-
-
-class Counter(dg.ExperimentState):
-    """One int of payload. Defined here, not imported from bench_core, so that the
-    emitted specs pickle it by value and a shell job imports dagger_wf only, not torch."""
-
-    PROPERTIES = ["name"]
-    NONHASHED_ATTRIBUTES = ["value"]
-
-    def initialize_state(self, **kwargs: Any) -> None:
-        self.value = 0
-
-
-class Step(dg.Recipe):
-    """A trivial transition: sets the payload to ``i``."""
-
-    PROPERTIES = ["i"]
-
-    def __init__(self, i: int) -> None:
-        self.i = i
-
-    def run(self, state: dg.ExperimentState) -> dg.ExperimentState:
-        state.value = self.i
-        return state
 
 
 def chain_lengths(n: int, branches: int) -> list[int]:
