@@ -6,6 +6,7 @@ whole trees. Skip them locally with -m "not slurm"; CI runs them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -55,6 +56,9 @@ def test_example_tree_runs_as_slurm_jobs_and_matches_the_dask_run(slurm_cluster,
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", result.stdout + result.stderr)
     assert job_ids, "no job went through SLURM"
     assert set(_sacct_states(job_ids).values()) == {"COMPLETED"}
+    manifest = json.loads((tmp_path / "slurm" / "workflow" / "manifest.json").read_text())
+    groups = {state["group"] for state in manifest["states"].values()}
+    assert len(job_ids) == len(groups) < len(manifest["states"]), "states not grouped into jobs"
     assert payload_bytes(tmp_path / "slurm") == payload_bytes(tmp_path / "dask")
     tree = dg.Experiment.restore(tmp_path / "slurm").graph
     assert len(tree) == 32

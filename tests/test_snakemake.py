@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -11,7 +12,16 @@ import time
 
 import pytest
 from conftest import ROOT, TESTS_DIR, payload_bytes, run_snakemake
-from trees import Explode, Prune, Sleep, State, Train, build_lottery_tree, record_visit
+from trees import (
+    Explode,
+    Prune,
+    RecordCollectorThresholds,
+    Sleep,
+    State,
+    Train,
+    build_lottery_tree,
+    record_visit,
+)
 
 import dagger_wf as dg
 from dagger_wf.runners.grouping import assign_groups
@@ -232,10 +242,22 @@ def test_a_recipe_edited_after_emission_fails_instead_of_storing_under_the_old_k
     assert not (tmp_path / "store" / "states" / f"{bumped.key}.json").exists()
 
 
-def test_a_deleted_payload_is_computed_again_by_snakemake(tmp_path):
+@pytest.mark.parametrize("lost", ["pruned 0.1", "trained 0.1"])  # a leaf, an inner state
+def test_a_deleted_payload_is_computed_again_by_snakemake(tmp_path, lost):
     exp, promises = build_lottery_tree(tmp_path / "store")
     snakefile = _emit(exp, tmp_path)
     run_snakemake(snakefile, "local")
-    (tmp_path / "store" / "payloads" / f"{promises['pruned 0.1'].key}.payload").unlink()
+    before = payload_bytes(tmp_path / "store")
+    (tmp_path / "store" / "payloads" / f"{promises[lost].key}.payload").unlink()
     run_snakemake(snakefile, "local")
-    assert (tmp_path / "store" / "payloads" / f"{promises['pruned 0.1'].key}.payload").exists()
+    assert payload_bytes(tmp_path / "store") == before
+
+
+def test_recipes_run_under_pythons_usual_garbage_collection(tmp_path):
+    """The Snakefile collects garbage rarely while Snakemake builds its DAG (a large share
+    of a big dry run), and gives recipes the usual collector back."""
+    exp = dg.Experiment(tmp_path / "store", State)
+    recorded = RecordCollectorThresholds()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    run_snakemake(_emit(exp, tmp_path), "local")
+    state = dg.Experiment.restore(tmp_path / "store").graph.node(recorded.key)
+    assert state.restore() and state.weights == list(gc.get_threshold())

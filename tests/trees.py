@@ -56,6 +56,16 @@ class ReturnNothing(dg.Recipe):
         state.weights = []
 
 
+class RecordCollectorThresholds(dg.Recipe):
+    """Keeps the garbage collector's thresholds it ran under as the state's weights."""
+
+    def run(self, state):
+        import gc
+
+        state.weights = list(gc.get_threshold())
+        return state
+
+
 def evaluate(state):
     """A Function: reads the state, changes nothing."""
     return sum(state.weights)
