@@ -1,8 +1,9 @@
 """Snakemake costs of dagger_wf, each printed next to a bare workflow measured in the same run.
 
 Part 1: emitting the workflow of N trivial states (root -> 10 chains). Part 2: ``snakemake
--n`` on our workflow against a bare one-rule workflow with as many flat targets, and
-against a bare workflow with our chains but no groups (what the chains alone cost).
+-n`` on our workflow against a bare one-rule workflow with as many flat targets (also
+with our garbage collector setting), and against a bare workflow with our chains but
+no groups (what the chains alone cost).
 Part 3: N' trivial states computed locally, fused in the Snakemake process (our
 workflow, profiles/local) against one shell job per state, and against the same job
 function called in a loop without Snakemake. Part 4 (``--slurm``): the example tree on

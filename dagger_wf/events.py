@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from pathlib import Path
 
 
 class EventKind(enum.StrEnum):
@@ -39,12 +40,25 @@ class RunEvent:
     stored_seed: int | None = None
 
 
+# The run ID of what emitting a Snakefile reports: nothing ran in that process.
+EMITTED = "emitted"
+
+
 @dataclasses.dataclass(frozen=True)
 class RunReport:
     """What one ``exp.run()`` did, state by state."""
 
     run_id: str
     events: tuple[RunEvent, ...]
+    # Where the workflow went when run() emitted a Snakefile instead of computing.
+    emitted_to: Path | None = None
+
+    def summary(self) -> str:
+        """One line for a script to print, true whether the states ran or were emitted."""
+        if self.emitted_to is not None:
+            return f"nothing computed here: wrote the workflow {self.emitted_to}"
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        return f"{len(self.ran)} states computed, {len(self.cached)} cached{failed}"
 
     def keys(self, kind: EventKind) -> set[str]:
         return {event.state_key for event in self.events if event.kind is kind}

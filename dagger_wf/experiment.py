@@ -20,7 +20,7 @@ from .errors import (
     TreeNotSpawnedError,
     UnknownPropertyError,
 )
-from .events import RunReport
+from .events import EMITTED, RunReport
 from .hashing import module_name, root_key
 from .plan import Plan
 from .state import ExperimentState, ExperimentStatePromise
@@ -158,12 +158,12 @@ class Experiment:
         emit_request = EMIT_INSTEAD_OF_RUN.get()
         if emit_request is not None:
             emit_request["emitted"] = True
-            self.emit_snakefile(
+            snakefile = self.emit_snakefile(
                 emit_request["snakefile"],
                 emit_request["max_group_size"],
                 emit_request["seed"] if emit_request["seed"] is not None else seed,
             )
-            return RunReport("emitted", ())
+            return RunReport(EMITTED, (), emitted_to=snakefile)
         from .tracking.changes import warn_about_changes
 
         defaults = RUN_DEFAULTS.get() or {}
@@ -201,8 +201,8 @@ class Experiment:
         """
         from .runners.grouping import DEFAULT_GROUP_SIZE
         from .runners.snakemake import emit_workflow
-        from .runners.transition import merge_stored_tags
-        from .tracking.changes import snapshot_plan_code
+        from .runners.transition import emission_events
+        from .tracking.changes import snapshot_plan_code, warn_about_changes
 
         if self.root is None:
             raise TreeNotSpawnedError(
@@ -211,8 +211,10 @@ class Experiment:
         self.save()
         self.plan.seed = seed
         snapshot_plan_code(self.plan, self.directory)
-        merge_stored_tags(self.plan, self.store)
-        return emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
+        events = emission_events(self.plan, self.store)
+        path = emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
+        warn_about_changes(RunReport(EMITTED, events, path), self.plan, self.directory)
+        return path
 
     def check_purity(self, target: Any, n: int = 2) -> Any:
         """Run the step that makes ``target`` (a promise, a state or a key) ``n`` times on

@@ -204,10 +204,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     start = time.perf_counter()
     report = exp.run(scheduler=args.scheduler)
-    print(
-        f"{len(report.ran)} states computed, {len(report.cached)} cached, in "
-        f"{time.perf_counter() - start:.1f}s; stored in {args.directory}"
-    )
+    print(f"{report.summary()}, in {time.perf_counter() - start:.1f}s; store: {args.directory}")
 
 
 if __name__ == "__main__":

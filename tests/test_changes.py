@@ -43,16 +43,23 @@ SCRIPT = textwrap.dedent(
 
 
 def _run(
-    tmp_path, helper_value: str, steps: int, extra_path: str = "", run_offset: str = "0"
+    tmp_path,
+    helper_value: str,
+    steps: int,
+    extra_path: str = "",
+    run_offset: str = "0",
+    emit: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run the script above with its helper returning ``x + helper_value`` and ``run()``
-    adding ``run_offset`` (an edit of the recipe class itself)."""
+    adding ``run_offset`` (an edit of the recipe class itself); with ``emit``, through
+    ``dagger-wf snakefile``, which emits a workflow instead of running."""
     script = tmp_path / "experiment.py"
     source = SCRIPT.replace("HELPER_VALUE", helper_value).replace("RUN_OFFSET", run_offset)
     script.write_text(source)
     environment = {**os.environ, "PYTHONPATH": extra_path}
+    emitting = ["-m", "dagger_wf.cli", "snakefile"] if emit else []
     return subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "exp"), str(steps)],
+        [sys.executable, *emitting, str(script), str(tmp_path / "exp"), str(steps)],
         capture_output=True,
         text=True,
         check=True,
@@ -73,6 +80,14 @@ def test_a_helper_edited_between_runs_warns_with_a_diff(tmp_path):
     assert second.stdout.strip() == "0"  # the recipe class did not change: all cached
     assert "CodeChangedWarning" in second.stderr
     assert "-    return x + 1" in second.stderr and "+    return x + 2" in second.stderr
+
+
+def test_emitting_a_workflow_gives_the_warnings_a_run_would(tmp_path):
+    _run(tmp_path, "1", 2)
+    assert "Warning" not in _run(tmp_path, "1", 3, emit=True).stderr
+    emitted = _run(tmp_path, "2", 3, emit=True)
+    assert (tmp_path / "Snakefile").is_file()
+    assert "CodeChangedWarning" in emitted.stderr and "+    return x + 2" in emitted.stderr
 
 
 def test_an_unchanged_rerun_warns_about_nothing(tmp_path):

@@ -185,14 +185,14 @@ def test_short_recipes_are_fused_into_groups_of_bounded_size(tmp_path):
     assert len(set(assign_groups(exp.plan, max_group_size=1).values())) == 10
 
 
-def test_cli_emits_the_workflow_instead_of_running(tmp_path):
+def test_cli_emits_a_plain_scripts_workflow_which_snakemake_then_computes(tmp_path):
     script = tmp_path / "experiment.py"
     script.write_text(
         "import sys\n"
         f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
         "from trees import build_lottery_tree\n"
         "if __name__ == '__main__':\n"
-        "    build_lottery_tree(sys.argv[1])[0].run()\n"
+        "    print(build_lottery_tree(sys.argv[1])[0].run().summary())\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "dagger_wf.cli", "snakefile", str(script), str(tmp_path / "s")],
@@ -201,10 +201,14 @@ def test_cli_emits_the_workflow_instead_of_running(tmp_path):
         text=True,
         check=True,
     )
-    assert "wrote" in result.stdout
+    assert f"nothing computed here: wrote the workflow {tmp_path / 'Snakefile'}" in result.stdout
     manifest = json.loads((tmp_path / "s" / "workflow" / "manifest.json").read_text())
     assert len(manifest["states"]) == 5
     assert not list((tmp_path / "s").glob("states/*"))
+    run_snakemake(tmp_path / "Snakefile", "local")
+    dask_run, _ = build_lottery_tree(tmp_path / "dask")
+    dask_run.run()
+    assert payload_bytes(tmp_path / "s") == payload_bytes(tmp_path / "dask")
 
 
 def test_new_tags_on_stored_states_do_not_make_snakemake_recompute_anything(tmp_path):

@@ -23,7 +23,7 @@ from ..errors import (
     RecipeSourceUnavailableError,
     WorkflowOutdatedError,
 )
-from ..events import FAILURES, SKIPS, EventKind, RunEvent
+from ..events import EMITTED, FAILURES, SKIPS, EventKind, RunEvent
 from ..hashing import recipe_code_version
 from ..plan import Plan, PlannedState
 from ..recipe import Function
@@ -76,12 +76,18 @@ def _merge_tags(store: ExperimentStore, planned: PlannedState) -> StateRecord:
     return record
 
 
-def merge_stored_tags(plan: Plan, store: ExperimentStore) -> None:
-    """Give stored states the tags the plan adds (done when emitting a workflow, which
-    does not run states that are stored already)."""
+def emission_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, ...]:
+    """What an emitted workflow will find: each stored state CACHED (given the tags the
+    plan adds now, as a run gives them, since the workflow leaves stored states alone),
+    every other state RAN, as it will be. A run's warnings can then be given at emission."""
+    events = []
     for planned in plan.states.values():
-        if planned.tags and store.is_done(planned.key):
-            _merge_tags(store, planned)
+        label = step_label(planned, plan.state_class)
+        if store.is_done(planned.key):
+            events.append(_cached(store, planned, EMITTED, label))
+        else:
+            events.append(RunEvent(EMITTED, planned.key, EventKind.RAN, label))
+    return tuple(events)
 
 
 def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: str) -> RunEvent:
