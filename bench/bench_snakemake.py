@@ -41,6 +41,7 @@ from bench_core import HEADER, REPEATS, duration, ratio, row, timed
 from trivial import Counter, Step
 
 import dagger_wf as dg
+from dagger_wf.runners.snakemake import DAG_GC_THRESHOLDS
 from dagger_wf.runners.snakemake_job import compute_state_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,10 +105,10 @@ def write_snakefile(directory: Path, text: str) -> Path:
 
 # What templates/Snakefile.j2 does to Python's garbage collector while Snakemake builds
 # its DAG; the bare flat workflow is also measured with it, to show what it alone buys.
-RARE_COLLECTIONS = "import gc\ngc.freeze()\ngc.set_threshold(100_000, 50, 100)\n\n"
+RARE_COLLECTIONS = f"import gc\ngc.freeze()\ngc.set_threshold{DAG_GC_THRESHOLDS}\n\n"
 
 
-def flat_workflow(directory: Path, n: int, rare_collections: bool = False) -> Path:
+def flat_workflow(directory: Path, n: int, *, rare_collections: bool = False) -> Path:
     """The floor: one rule, ``n`` independent targets, nothing read, no groups."""
     return write_snakefile(
         directory,
@@ -267,7 +268,7 @@ def measure_dry_runs(workdir: Path, n: int) -> dict[str, Outcome]:
     """Flat floor once; ours and the bare chains for each tree shape, in fresh stores."""
     outcomes = {
         "flat": repeated(flat_workflow(workdir / "flat", n), *DRY_RUN),
-        "flat-gc": repeated(flat_workflow(workdir / "flat-gc", n, True), *DRY_RUN),
+        "flat-gc": repeated(flat_workflow(workdir / "flat-gc", n, rare_collections=True), *DRY_RUN),
     }
     for branches in shapes(n):
         ours = emit(workdir / f"ours-{branches}", n, branches)

@@ -29,6 +29,9 @@ MANIFEST_FILE = f"{WORKFLOW_DIRECTORY}/manifest.json"
 SPECS_FILE = f"{WORKFLOW_DIRECTORY}/specs.pkl"
 SETTINGS_SUFFIX = ".dagger_wf.yaml"
 DEFAULT_RULE = "state"
+# Python's collector thresholds while Snakemake builds the DAG (see the Snakefile): a full
+# collection of its millions of job objects at the usual ones costs half a dry run.
+DAG_GC_THRESHOLDS = (100_000, 50, 100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,7 @@ def render_snakefile(rules: list[StateRule], settings_file: str) -> str:
         version=__version__,
         settings_file=settings_file,
         manifest_file=MANIFEST_FILE,
+        dag_gc_thresholds=DAG_GC_THRESHOLDS,
         rules=rules,
     )
 
