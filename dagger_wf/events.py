@@ -57,8 +57,12 @@ class RunReport:
         """One line for a script to print, true whether the states ran or were emitted."""
         if self.emitted_to is not None:
             return f"nothing computed here: wrote the workflow {self.emitted_to}"
-        failed = f", {len(self.failed)} failed" if self.failed else ""
-        return f"{len(self.ran)} states computed, {len(self.cached)} cached{failed}"
+        counts = [f"{len(self.ran)} states computed", f"{len(self.cached)} cached"]
+        if self.failed:
+            counts.append(f"{len(self.failed)} failed")
+        if self.skipped:
+            counts.append(f"{len(self.skipped)} skipped below a failure")
+        return ", ".join(counts)
 
     def keys(self, kind: EventKind) -> set[str]:
         return {event.state_key for event in self.events if event.kind is kind}

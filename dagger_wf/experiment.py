@@ -198,10 +198,12 @@ class Experiment:
         ``snakemake --profile profiles/local`` (or ``profiles/slurm``) next to the
         Snakefile then computes exactly what ``run()`` would, into the same store. States
         are fused into cluster jobs of at most ``max_group_size`` states (1: one job each).
+        Like ``run()``, it warns when stored states it reuses were made by code that has
+        changed since, or with another seed.
         """
         from .runners.grouping import DEFAULT_GROUP_SIZE
         from .runners.snakemake import emit_workflow
-        from .runners.transition import emission_events
+        from .runners.transition import stored_state_events
         from .tracking.changes import snapshot_plan_code, warn_about_changes
 
         if self.root is None:
@@ -211,7 +213,7 @@ class Experiment:
         self.save()
         self.plan.seed = seed
         snapshot_plan_code(self.plan, self.directory)
-        events = emission_events(self.plan, self.store)
+        events = stored_state_events(self.plan, self.store)
         path = emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
         warn_about_changes(RunReport(EMITTED, events, path), self.plan, self.directory)
         return path

@@ -80,6 +80,8 @@ def test_failure_skips_its_subtree_and_every_other_branch_finishes(tmp_path, sch
     assert exp.last_run.failed == {doomed.key}
     assert exp.last_run.skipped == {below_failure.key}
     assert (tmp_path / "states" / f"{healthy.key}.json").exists()
+    summary = "4 states computed, 0 cached, 1 failed, 1 skipped below a failure"
+    assert exp.last_run.summary() == summary
 
 
 def test_a_failed_state_records_its_traceback_visible_after_restore(tmp_path):
@@ -194,3 +196,11 @@ def test_a_cached_state_computed_with_another_seed_warns(tmp_path):
     _drawn(tmp_path, 1)
     with pytest.warns(dg.SeedMismatchWarning, match="another seed"):
         _drawn(tmp_path, 2)
+
+
+def test_emitting_a_workflow_over_states_of_another_seed_warns(tmp_path):
+    _drawn(tmp_path, 1)
+    exp = dg.Experiment(tmp_path, State)
+    DrawsRandom()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    with pytest.warns(dg.SeedMismatchWarning, match="another seed"):
+        exp.emit_snakefile(tmp_path / "Snakefile", seed=2)

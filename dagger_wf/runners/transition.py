@@ -76,18 +76,15 @@ def _merge_tags(store: ExperimentStore, planned: PlannedState) -> StateRecord:
     return record
 
 
-def emission_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, ...]:
-    """What an emitted workflow will find: each stored state CACHED (given the tags the
-    plan adds now, as a run gives them, since the workflow leaves stored states alone),
-    every other state RAN, as it will be. A run's warnings can then be given at emission."""
-    events = []
-    for planned in plan.states.values():
-        label = step_label(planned, plan.state_class)
-        if store.is_done(planned.key):
-            events.append(_cached(store, planned, EMITTED, label))
-        else:
-            events.append(RunEvent(EMITTED, planned.key, EventKind.RAN, label))
-    return tuple(events)
+def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, ...]:
+    """The stored states an emitted workflow will reuse, as a run's CACHED events: each
+    given the tags the plan adds now, as a run gives them (the workflow leaves stored
+    states alone), so that emitting can warn about their code and seeds as a run does."""
+    return tuple(
+        _cached(store, planned, EMITTED, step_label(planned, plan.state_class))
+        for planned in plan.states.values()
+        if store.is_done(planned.key)
+    )
 
 
 def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: str) -> RunEvent:
