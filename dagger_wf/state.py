@@ -16,7 +16,7 @@ from .errors import (
     UnknownMetricError,
 )
 from .hashing import RecipeIdentity, child_key, identity_of, root_key
-from .tracking.metrics import append_metric, from_json_series
+from .tracking.metrics import append_metric
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -155,14 +155,11 @@ class ExperimentState:
     def metrics(self) -> dict[str, list[list[float]]]:
         """Every metric series of this state (recipe's first, then Functions' latest)."""
         from .store import ExperimentStore
+        from .tracking.history import recorded_metrics
 
         combined: dict[str, list[list[float]]] = {}
-        if self.directory is not None:
-            store = ExperimentStore(self.directory)
-            for evaluation in store.iter_evaluations(self.sha()):
-                if isinstance(evaluation, dict):
-                    combined.update(from_json_series(evaluation.get("metrics", {})))
-        combined.update(self.record.metrics if self.record else {})
+        if self.directory is not None and self.record is not None:
+            combined = recorded_metrics(ExperimentStore(self.directory), self.record)
         combined.update(self._metrics)
         return combined
 

@@ -29,7 +29,16 @@ def evaluation_metrics(store: ExperimentStore, key: str) -> dict[str, list[list[
     return metrics
 
 
-def _row(record: StateRecord, evaluation_metrics: dict[str, Any]) -> dict[str, Any]:
+def recorded_metrics(store: ExperimentStore, record: StateRecord) -> dict[str, list[list[float]]]:
+    """Every metric series of one attempt: the recipe's own over the latest that each
+    Function recorded. A failed attempt has only what it logged before failing, since
+    Functions run on done states."""
+    if record.status != "done":
+        return dict(record.metrics)
+    return {**evaluation_metrics(store, record.key), **record.metrics}
+
+
+def _row(record: StateRecord, metrics: dict[str, list[list[float]]]) -> dict[str, Any]:
     recipe = record.recipe
     row: dict[str, Any] = {
         "key": record.key,
@@ -48,10 +57,6 @@ def _row(record: StateRecord, evaluation_metrics: dict[str, Any]) -> dict[str, A
     row.update({f"property.{name}": value for name, value in record.properties.items()})
     if recipe is not None:
         row.update({f"recipe.{name}": value for name, value in recipe.properties.items()})
-    # A failed attempt shows what it logged before failing; Functions ran on done states.
-    metrics = (
-        {**evaluation_metrics, **record.metrics} if record.status == "done" else record.metrics
-    )
     row.update({f"metric.{name}": series[-1][1] for name, series in metrics.items() if series})
     return row
 
@@ -84,7 +89,7 @@ def history_frame(store: ExperimentStore, keys: Iterable[str] | None = None) -> 
             continue
         if wanted is not None and record.key not in wanted:
             continue
-        rows.append(_row(record, evaluation_metrics(store, record.key)))
+        rows.append(_row(record, recorded_metrics(store, record)))
     rows += [
         _pending_row(marker)
         for marker in store.running_markers()
@@ -102,7 +107,7 @@ def metric_frame(store: ExperimentStore, name: str, keys: Iterable[str]) -> pand
 
     rows = []
     for key in keys:
-        record_metrics = store.read_record(key).metrics if store.is_done(key) else {}
-        series = {**evaluation_metrics(store, key), **record_metrics}.get(name, [])
+        metrics = recorded_metrics(store, store.read_record(key)) if store.is_done(key) else {}
+        series = metrics.get(name, [])
         rows += [{"key": key, "step": step, "value": value} for step, value in series]
     return pandas.DataFrame(rows, columns=["key", "step", "value"])

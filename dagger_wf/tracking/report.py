@@ -8,7 +8,7 @@ from ..errors import DaggerError
 from ..store import ExperimentStore, StateRecord
 from .code import code_diff
 from .environment import environment_diff
-from .history import evaluation_metrics
+from .history import recorded_metrics
 from .snapshots import load_snapshot
 
 
@@ -28,7 +28,7 @@ def _fields(record: StateRecord, store: ExperimentStore) -> dict[str, Any]:
     fields.update({f"property {name}": value for name, value in record.properties.items()})
     if record.recipe is not None:
         fields.update({f"recipe {name}": value for name, value in record.recipe.properties.items()})
-    metrics = {**evaluation_metrics(store, record.key), **record.metrics}
+    metrics = recorded_metrics(store, record)
     fields.update(
         {
             f"metric {name}": f"{series[-1][1]:.6g} ({len(series)} steps)"
