@@ -113,8 +113,7 @@ def _history(arguments: argparse.Namespace) -> int:
 
 def _full_key(store: ExperimentStore, prefix: str) -> str:
     """The one stored key starting with ``prefix``."""
-    keys = {path.stem for path in store.directory.glob("states/*.json")}
-    keys |= {path.name for path in store.directory.glob("failures/*") if path.is_dir()}
+    keys = set(store.done_keys()) | store.failed_keys()
     matches = sorted(key for key in keys if key.startswith(prefix))
     if len(matches) != 1:
         raise CommandLineError(

@@ -72,7 +72,7 @@ def find_garbage(store: ExperimentStore, now: float | None = None) -> Garbage:
             store.record_path(key),
             store.payload_path(key),
             store.failure_directory(key),
-            directory / "evaluations" / key,
+            store.evaluation_directory(key),
         ]
         garbage.paths += [path for path in candidates if path.exists()]
     garbage.paths += _unreferenced_blobs(store, keep)

@@ -59,6 +59,17 @@ class ExperimentStore:
     def failure_directory(self, key: str) -> Path:
         return self.directory / "failures" / key
 
+    def evaluation_directory(self, key: str) -> Path:
+        return self.directory / "evaluations" / key
+
+    def done_keys(self) -> list[str]:
+        """The key of every computed state, sorted."""
+        return sorted(path.stem for path in (self.directory / "states").glob("*.json"))
+
+    def failed_keys(self) -> set[str]:
+        """The key of every state with a failed attempt, computed since or not."""
+        return {path.parent.name for path in (self.directory / "failures").glob("*/*.json")}
+
     # ------------------------------------------------------------ experiment
 
     def is_experiment(self) -> bool:
@@ -160,22 +171,20 @@ class ExperimentStore:
 
     def iter_records(self) -> Iterator[StateRecord | CorruptStateError]:
         """Every state's latest record (done beats failed); a corrupt file yields its error."""
-        done = set()
-        for path in sorted((self.directory / "states").glob("*.json")):
-            done.add(path.stem)
-            yield _record_or_error(path)
-        failed_keys = {path.parent.name for path in (self.directory / "failures").glob("*/*.json")}
-        for key in sorted(failed_keys - done):
+        done = self.done_keys()
+        for key in done:
+            yield _record_or_error(self.record_path(key))
+        for key in sorted(self.failed_keys() - set(done)):
             yield _record_or_error(self.failure_paths(key)[-1])
 
     def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
         moment = document["started"].replace(":", "").replace("-", "")
         name = f"{moment}-{uuid.uuid4().hex[:8]}.json"
-        atomic_write_json(self.directory / "evaluations" / key / name, document)
+        atomic_write_json(self.evaluation_directory(key) / name, document)
 
     def iter_evaluations(self, key: str) -> Iterator[dict[str, Any] | CorruptStateError]:
         """Every Function run on ``key``, oldest first; a corrupt file yields its error."""
-        for path in sorted((self.directory / "evaluations" / key).glob("*.json")):
+        for path in sorted(self.evaluation_directory(key).glob("*.json")):
             try:
                 yield _read_json(path)
             except CorruptStateError as error:
