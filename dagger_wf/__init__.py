@@ -54,8 +54,7 @@ from .hashing import explain_key
 from .recipe import Function, Recipe, function
 from .state import ExperimentState, ExperimentStatePromise
 from .tracking.parameters import parameters
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "CodeChangedWarning",

@@ -16,7 +16,7 @@ from .errors import (
     UnknownMetricError,
 )
 from .hashing import RecipeIdentity, child_key, identity_of, root_key
-from .tracking.metrics import append_metric
+from .metrics import append_metric
 
 if TYPE_CHECKING:
     from .experiment import Experiment

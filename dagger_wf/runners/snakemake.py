@@ -22,6 +22,7 @@ import cloudpickle
 from ..plan import Plan
 from ..store import ExperimentStore
 from ..store.atomic import atomic_write, atomic_write_json
+from ..version import __version__
 from .grouping import DEFAULT_GROUP_SIZE, assign_groups
 
 WORKFLOW_DIRECTORY = "workflow"
@@ -75,8 +76,6 @@ def render_snakefile(rules: list[StateRule], settings_file: str) -> str:
     import importlib.resources
 
     import jinja2
-
-    from .. import __version__
 
     environment = jinja2.Environment(
         trim_blocks=True,

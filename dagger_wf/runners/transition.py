@@ -25,12 +25,12 @@ from ..errors import (
 )
 from ..events import EMITTED, FAILURES, SKIPS, EventKind, RunEvent
 from ..hashing import recipe_code_version
+from ..metrics import metrics_from_return, to_json_series
 from ..plan import Plan, PlannedState
 from ..recipe import Function
 from ..state import ExperimentState
 from ..store import ExperimentStore, StateRecord, load_state, store_state
 from ..tracking.changes import environment_digest
-from ..tracking.metrics import metrics_from_return, to_json_series
 from ..tracking.seeding import seed_everything, seed_from_key
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..hashing import RecipeIdentity
-from ..tracking.metrics import from_json_series, to_json_series
+from ..metrics import from_json_series, to_json_series
 from .codec import from_json, to_json
 
 RECORD_FORMAT = 1

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptStateError, CorruptStateWarning
+from ..metrics import from_json_series
 from ..store import ExperimentStore, StateRecord
-from .metrics import from_json_series
 
 if TYPE_CHECKING:
     import pandas

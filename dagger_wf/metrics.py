@@ -8,7 +8,7 @@ import numbers
 import re
 from typing import Any
 
-from ..errors import InvalidMetricError
+from .errors import InvalidMetricError
 
 MetricSeries = list[list[float]]  # [[step, value], ...] in the order they were logged
 _NAME = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,200}$")
