@@ -27,6 +27,8 @@ demo: setup
 test: setup
 	$(BIN)/ruff check dagger_wf tests examples bench
 	$(BIN)/ruff format --check dagger_wf tests examples bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -50,10 +50,11 @@ from .errors import (
 )
 from .events import EventKind, RunEvent, RunReport
 from .experiment import Experiment
-from .hashing import explain_key
+from .explain import explain_key
+from .parameters import parameters
+from .promise import ExperimentStatePromise
 from .recipe import Function, Recipe, function
-from .state import ExperimentState, ExperimentStatePromise
-from .tracking.parameters import parameters
+from .state import ExperimentState
 from .version import __version__ as __version__
 
 __all__ = [

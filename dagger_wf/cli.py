@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import (
     CommandLineError,
@@ -22,8 +23,8 @@ from .errors import (
     UnusedOverridesError,
 )
 from .experiment import EMIT_INSTEAD_OF_RUN, RUN_DEFAULTS
+from .parameters import parse_assignments, script_overrides
 from .store import ExperimentStore
-from .tracking.parameters import parse_assignments, script_overrides
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -165,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str, **kw):
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str, **kw: Any
+    ) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text, description=help_text, **kw)
         command.set_defaults(handler=handler)
         return command

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import keyword
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 from .errors import ReservedPropertyNameError
 
 
 def check_declared_names(
-    owner: type, declaration: str, names: Iterable[object], reserved: set[str]
+    owner: type, declaration: str, names: Iterable[object], reserved: Set[str]
 ) -> None:
     """Every name is a plain identifier that dagger_wf does not use itself."""
     for name in names:

@@ -10,6 +10,8 @@ import dataclasses
 import enum
 from pathlib import Path
 
+from .errors import RecipeFailedError
+
 
 class EventKind(enum.StrEnum):
     RAN = "ran"
@@ -38,6 +40,14 @@ class RunEvent:
     stored_code: str | None = None
     stored_environment: str | None = None
     stored_seed: int | None = None
+
+    def exception(self) -> BaseException:
+        """What a failure raised: its own exception, or one naming it if that was lost."""
+        if self.error is not None:
+            return self.error
+        return RecipeFailedError(
+            f"{self.label} for state {self.state_key[:12]} failed:\n{self.traceback or ''}"
+        )
 
 
 # The run ID of what emitting a Snakefile reports: nothing ran in that process.
@@ -99,7 +109,7 @@ class RunReport:
             f"{type(event.error).__name__}: {event.error}"
             for event in failures
         ]
-        error = first.error
+        error = first.exception()
         if error.__traceback__ is None and first.traceback:
             lines.append(f"Original traceback of the first failure:\n{first.traceback}")
         error.add_note("\n".join(lines))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .codec import from_json, to_json
 from .errors import (
     InvalidTagError,
     MissingPropertyError,
@@ -22,14 +23,17 @@ from .errors import (
 )
 from .events import EMITTED, RunReport
 from .hashing import module_name, root_key
+from .parameters import check_overrides_used
 from .plan import Plan
-from .state import ExperimentState, ExperimentStatePromise
+from .promise import ExperimentStatePromise
+from .state import ExperimentState
 from .store import ExperimentStore
-from .store.codec import from_json, to_json
-from .tracking.parameters import check_overrides_used
 
 if TYPE_CHECKING:
+    import pandas
+
     from .analysis import StaticExperimentTree
+    from .runners.purity import PurityReport
 
 # Set by ``dagger-wf run``: defaults for run()'s scheduler and seed.
 RUN_DEFAULTS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -108,7 +112,7 @@ class Experiment:
                 "so it identifies the tree, or drop it."
             )
         key = root_key(cls, experiment_arguments)
-        self.root = cls.new_root(experiment_arguments, key, self.directory, self)
+        self.root = cls.new_root(experiment_arguments, key, self.store, self)
         self.experiment_arguments = dict(experiment_arguments)
         self.plan.add_root(key, dict(experiment_arguments))
         return ExperimentStatePromise(self, key)
@@ -122,8 +126,15 @@ class Experiment:
             )
         planned = self.plan.states[key]
         if planned.parent_key is None:
-            return self.root
+            return self._spawned_root("define")
         return self.defined_state(planned.parent_key).new_state(planned.recipe)
+
+    def _spawned_root(self, action: str) -> ExperimentState:
+        if self.root is None:
+            raise TreeNotSpawnedError(
+                f"Nothing to {action}: call exp.spawn_new_tree(...) to define the root first."
+            )
+        return self.root
 
     @property
     def leaves(self) -> dict[str, Any]:
@@ -206,10 +217,7 @@ class Experiment:
         from .runners.transition import stored_state_events
         from .tracking.changes import snapshot_plan_code, warn_about_changes
 
-        if self.root is None:
-            raise TreeNotSpawnedError(
-                "Nothing to emit: call exp.spawn_new_tree(...) to define the root first."
-            )
+        self._spawned_root("emit")
         self.save()
         self.plan.seed = seed
         snapshot_plan_code(self.plan, self.directory)
@@ -218,12 +226,14 @@ class Experiment:
         warn_about_changes(RunReport(EMITTED, events, path), self.plan, self.directory)
         return path
 
-    def check_purity(self, target: Any, n: int = 2) -> Any:
+    def check_purity(
+        self, target: ExperimentStatePromise | ExperimentState | str, n: int = 2
+    ) -> PurityReport:
         """Run the step that makes ``target`` (a promise, a state or a key) ``n`` times on
         its parent, storing nothing, and compare the payload bytes; an ImpurityWarning
         names the attributes that differ. The parent is computed first if needed.
-        Returns a :class:`~dagger_wf.tracking.purity.PurityReport`."""
-        from .tracking.purity import check_purity
+        Returns a :class:`~dagger_wf.runners.purity.PurityReport`."""
+        from .runners.purity import check_purity
 
         key = target if isinstance(target, str) else target.sha()
         planned = self.plan.states.get(key)
@@ -248,10 +258,7 @@ class Experiment:
     ) -> RunReport:
         from .runners import get_runner
 
-        if self.root is None:
-            raise TreeNotSpawnedError(
-                "Nothing to run: call exp.spawn_new_tree(...) to define the root first."
-            )
+        self._spawned_root("run")
         from .tracking.changes import snapshot_plan_code
 
         runner = get_runner("dask", scheduler=scheduler, client=client, progress=progress)
@@ -279,7 +286,7 @@ class Experiment:
 
     # ------------------------------------------------------------ analysis
 
-    def history(self) -> Any:
+    def history(self) -> pandas.DataFrame:
         """A pandas DataFrame, one row per attempt of every stored state (see
         :meth:`StaticExperimentTree.history`, which also filters by nodes)."""
         from .tracking.history import history_frame
@@ -305,11 +312,12 @@ class Experiment:
         experiment = cls(directory, state_class or _stored_state_class(info))
         experiment.experiment_arguments = from_json(info.get("experiment_arguments"))
         experiment.graph = load_tree(store, experiment.state_class, experiment, slim=slim)
-        experiment.root = experiment.graph.node_map.get(info.get("root"))
+        root_key = info.get("root")
+        experiment.root = experiment.graph.node_map.get(root_key) if root_key else None
         return experiment
 
 
-def _state_class_description(cls: type) -> dict[str, Any]:
+def _state_class_description(cls: type[ExperimentState]) -> dict[str, Any]:
     """What identifies the state class of an experiment directory.
 
     ``state_module`` names it as keys do (a script by its file name); ``import_module``
@@ -324,7 +332,7 @@ def _state_class_description(cls: type) -> dict[str, Any]:
     }
 
 
-def _check_state_class(store: ExperimentStore, state_class: type) -> None:
+def _check_state_class(store: ExperimentStore, state_class: type[ExperimentState]) -> None:
     stored = store.read_experiment()
     expected = _state_class_description(state_class)
     names = ("state_class", "state_module", "properties", "nonhashed_attributes")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .hashing import RecipeIdentity
-    from .recipe import Function, Recipe
+from .hashing import RecipeIdentity
+from .state import ExperimentState, StepFunction, StepRecipe
 
 
 @dataclasses.dataclass
@@ -16,11 +15,11 @@ class PlannedState:
 
     key: str
     parent_key: str | None
-    recipe: Recipe | None
+    recipe: StepRecipe | None
     identity: RecipeIdentity | None = None  # the recipe's, fixed when it was applied
     code: str | None = None  # digest of the recipe's code snapshot, set before running
     tags: set[str] = dataclasses.field(default_factory=set)
-    functions: list[Function] = dataclasses.field(default_factory=list)
+    functions: list[StepFunction] = dataclasses.field(default_factory=list)
     root_properties: dict[str, Any] | None = None
 
 
@@ -28,7 +27,7 @@ class PlannedState:
 class Plan:
     """What to run. The same state defined twice is one entry carrying both sets of tags."""
 
-    state_class: type
+    state_class: type[ExperimentState]
     states: dict[str, PlannedState] = dataclasses.field(default_factory=dict)
     current_tags: list[str] = dataclasses.field(default_factory=list)
     seed: int | None = None  # the run's own seed, if the user gave one
@@ -37,7 +36,7 @@ class Plan:
         return self._add(PlannedState(key, None, None, root_properties=properties))
 
     def add_child(
-        self, key: str, parent_key: str, recipe: Recipe, identity: RecipeIdentity
+        self, key: str, parent_key: str, recipe: StepRecipe, identity: RecipeIdentity
     ) -> PlannedState:
         return self._add(PlannedState(key, parent_key, recipe, identity))
 
@@ -46,7 +45,7 @@ class Plan:
         existing.tags.update(self.current_tags)
         return existing
 
-    def add_function(self, key: str, function: Function) -> None:
+    def add_function(self, key: str, function: StepFunction) -> None:
         self.states[key].functions.append(function)
 
     def leaves(self) -> list[PlannedState]:
@@ -56,9 +55,10 @@ class Plan:
     def lineage(self, key: str) -> Plan:
         """The part of the plan needed to compute ``key``: it and its ancestors, no Functions."""
         keys = []
-        while key is not None:
-            keys.append(key)
-            key = self.states[key].parent_key
+        step: str | None = key
+        while step is not None:
+            keys.append(step)
+            step = self.states[step].parent_key
         states = {
             key: dataclasses.replace(self.states[key], functions=[]) for key in reversed(keys)
         }

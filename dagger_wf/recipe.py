@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .declarations import check_declared_names, public_names
 from .errors import ForeignPromiseError, RecipeDefinitionError, UnknownResourceError
 from .hashing import RecipeIdentity, child_key, module_name, recipe_code_version
-from .state import ExperimentStatePromise
+from .promise import ExperimentStatePromise
 
 if TYPE_CHECKING:
     from .state import ExperimentState
@@ -46,7 +46,7 @@ RESOURCE_TYPES: dict[str, type] = {
 }
 
 
-def _validate_resources(cls: type) -> None:
+def _validate_resources(cls: type[Recipe]) -> None:
     resources = cls.RESOURCES
     if not isinstance(resources, dict):
         raise UnknownResourceError(
@@ -60,7 +60,7 @@ def _validate_resources(cls: type) -> None:
                 f"{cls.__qualname__}.RESOURCES has unknown key {name!r}; known keys: "
                 f"{sorted(RESOURCE_TYPES)}."
             )
-        if type(value) is not expected or (expected is int and value < 0):
+        if type(value) is not expected or (isinstance(value, int) and value < 0):
             raise UnknownResourceError(
                 f"{cls.__qualname__}.RESOURCES[{name!r}] = {value!r} must be "
                 f"{'a non-negative int' if expected is int else 'a str'}."

@@ -1,11 +1,11 @@
-"""ExperimentState (one node of the tree) and ExperimentStatePromise (a node not yet run)."""
+"""ExperimentState: one node of the tree, and how it is written to and read from storage."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .declarations import check_declared_names, public_names
 from .errors import (
@@ -17,11 +17,42 @@ from .errors import (
 )
 from .hashing import RecipeIdentity, child_key, identity_of, root_key
 from .metrics import append_metric
+from .records import StateRecord
+from .storage import StateStorage
 
-if TYPE_CHECKING:
-    from .experiment import Experiment
-    from .recipe import Recipe
-    from .store import ExperimentStore, StateRecord
+
+class StepRecipe(Protocol):
+    """What the tree needs of a recipe (a :class:`~dagger_wf.Recipe`): run it, and where."""
+
+    RESOURCES: ClassVar[dict[str, int | str]]
+
+    def run(self, state: ExperimentState) -> ExperimentState: ...
+
+    def needs_own_job(self) -> bool: ...
+
+    def identity(self) -> RecipeIdentity: ...
+
+
+class StepFunction(Protocol):
+    """What the tree needs of a :class:`~dagger_wf.Function`: its name and its op."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def op(self) -> Callable[[ExperimentState], object]: ...
+
+
+class TreeOwner(Protocol):
+    """What a state needs of its experiment (the Experiment implements it), typed here so
+    the definition layer never imports the experiment above it."""
+
+    @property
+    def store(self) -> StateStorage: ...
+
+    @property
+    def root(self) -> ExperimentState | None: ...
+
 
 # Attributes every state carries for dagger_wf itself; never part of the payload.
 BOOKKEEPING_ATTRIBUTES = frozenset(
@@ -39,7 +70,7 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "save_post_hooks",
         "record",
         "_sha",
-        "_directory",
+        "_storage",
         "_metrics",
         "_recording",
         "seed",
@@ -47,7 +78,7 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
 )
 
 
-def _validate_declared_names(cls: type) -> None:
+def _validate_declared_names(cls: type[ExperimentState]) -> None:
     properties = list(cls.PROPERTIES)
     nonhashed = list(cls.NONHASHED_ATTRIBUTES)
     reserved = BOOKKEEPING_ATTRIBUTES | public_names(ExperimentState)
@@ -77,14 +108,14 @@ class ExperimentState:
         _validate_declared_names(cls)
 
     def __init__(
-        self, parent_sha: str | None = None, experiment_object: Experiment | None = None
+        self, parent_sha: str | None = None, experiment_object: TreeOwner | None = None
     ) -> None:
         self.parent_sha = parent_sha
         self.experiment_object = experiment_object
         self.from_cache = False
         self.root_state = False
         self.slim_loaded = False
-        self.recipe: Recipe | RecipeIdentity | None = None
+        self.recipe: StepRecipe | RecipeIdentity | None = None
         self.tags: list[str] = []
         self.parent: ExperimentState | None = None
         self.children: set[ExperimentState] = set()
@@ -92,7 +123,7 @@ class ExperimentState:
         self.save_post_hooks: list[Callable[[], Any]] = []
         self.record: StateRecord | None = None
         self._sha: str | None = None
-        self._directory: Path | None = None
+        self._storage: StateStorage | None = None
         self._metrics: dict[str, list[list[float]]] = {}
         self._recording = False
         # The seed Python's random, numpy and torch got before this state's step ran; a
@@ -154,12 +185,10 @@ class ExperimentState:
 
     def metrics(self) -> dict[str, list[list[float]]]:
         """Every metric series of this state (recipe's first, then Functions' latest)."""
-        from .store import ExperimentStore
-        from .tracking.history import recorded_metrics
-
         combined: dict[str, list[list[float]]] = {}
-        if self.directory is not None and self.record is not None:
-            combined = recorded_metrics(ExperimentStore(self.directory), self.record)
+        storage = self._storage_or_none()
+        if storage is not None and self.record is not None:
+            combined = storage.recorded_metrics(self.record)
         combined.update(self._metrics)
         return combined
 
@@ -177,15 +206,16 @@ class ExperimentState:
 
     @property
     def directory(self) -> Path | None:
-        if self._directory is not None:
-            return self._directory
-        if self.experiment_object is not None:
-            return self.experiment_object.directory
-        return None
+        """The experiment directory this state is stored in (None for a free state)."""
+        storage = self._storage_or_none()
+        return storage.directory if storage is not None else None
 
-    @directory.setter
-    def directory(self, value: str | Path) -> None:
-        self._directory = Path(value).absolute()
+    def _storage_or_none(self) -> StateStorage | None:
+        if self._storage is not None:
+            return self._storage
+        if self.experiment_object is not None:
+            return self.experiment_object.store
+        return None
 
     @property
     def root(self) -> ExperimentState:
@@ -197,7 +227,7 @@ class ExperimentState:
             return state
         return self.experiment_object.root or state
 
-    def new_state(self, recipe: Recipe | None = None) -> ExperimentState:
+    def new_state(self, recipe: StepRecipe | None = None) -> ExperimentState:
         """A child of this state: PROPERTIES and NONHASHED_ATTRIBUTES are inherited (by
         reference, not copied), its key follows from this key and ``recipe``."""
         child = type(self)(parent_sha=self.sha(), experiment_object=self.experiment_object)
@@ -205,27 +235,24 @@ class ExperimentState:
             setattr(child, name, self.__dict__.get(name))
         child.recipe = recipe
         child.tags = list(self.tags)
-        child._directory = self._directory
+        child._storage = self._storage
         return child
 
     # ------------------------------------------------------------ storage
 
-    def _store(self) -> ExperimentStore:
-        from .store import ExperimentStore
-
-        if self.directory is None:
+    def _required_storage(self) -> StateStorage:
+        storage = self._storage_or_none()
+        if storage is None:
             raise StateNotComputedError(
                 f"{self!r} belongs to no experiment directory; create it through an "
-                "Experiment, or set state.directory first."
+                "Experiment (or load it with Experiment.restore)."
             )
-        return ExperimentStore(self.directory)
+        return storage
 
     def save(self) -> None:
         """Store this state again (payload, then metadata), running the save hooks around
         it: for a state whose payload a user changed after loading it. Runs store states
         themselves; a slim state or one never computed has nothing to save."""
-        from .store import store_state
-
         if self.slim_loaded:
             raise SlimStateError(
                 f"State {self.sha()[:12]} is slim: saving it would store an empty payload. "
@@ -237,16 +264,14 @@ class ExperimentState:
             )
         details = self.record.run_details() if self.record else {}
         identity = identity_of(self.recipe) if self.recipe is not None else None
-        store_state(self._store(), self, identity, details)
+        store_state(self._required_storage(), self, identity, details)
 
     def restore(self) -> bool:
         """Load the stored payload into this object; False if the state was never stored."""
-        from .store import fill_payload
-
-        store = self._store()
-        if not store.is_done(self.sha()):
+        storage = self._required_storage()
+        if not storage.is_done(self.sha()):
             return False
-        fill_payload(self, store, store.read_record(self.sha()))
+        fill_payload(self, storage, storage.read_record(self.sha()))
         return True
 
     def apply_record(self, record: StateRecord) -> None:
@@ -265,26 +290,26 @@ class ExperimentState:
         cls,
         properties: dict[str, Any],
         key: str,
-        directory: Path,
-        experiment: Experiment | None = None,
+        storage: StateStorage,
+        owner: TreeOwner | None = None,
     ) -> ExperimentState:
         """A root with its properties set and its key fixed; no payload yet."""
         root = cls()
         root.__dict__.update(properties)
-        root.experiment_object = experiment
+        root.experiment_object = owner
         root.root_state = True
         root._sha = key
-        root._directory = Path(directory)
+        root._storage = storage
         return root
 
     @classmethod
     def from_record(
-        cls, record: StateRecord, directory: Path, experiment: Experiment | None = None
+        cls, record: StateRecord, storage: StateStorage, owner: TreeOwner | None = None
     ) -> ExperimentState:
         """A slim state (no payload) rebuilt from its stored metadata."""
         state = cls.__new__(cls)
-        ExperimentState.__init__(state, experiment_object=experiment)
-        state._directory = Path(directory)
+        ExperimentState.__init__(state, experiment_object=owner)
+        state._storage = storage
         state.apply_record(record)
         state.deflate()
         return state
@@ -341,28 +366,58 @@ class ExperimentState:
         return f"{type(self).__name__}(sha={self.sha()[:12]}, tags={sorted(self.tags)})"
 
 
-class ExperimentStatePromise:
-    """A state that will exist once the experiment runs; its key is already known.
+# ---------------------------------------------------------------- between states and storage
 
-    Apply a :class:`~dagger_wf.Recipe` to it to define a child, or a
-    :class:`~dagger_wf.Function` to evaluate it. ``get()`` computes it now.
-    """
 
-    def __init__(self, experiment_object: Experiment, key: str) -> None:
-        self.experiment_object = experiment_object
-        self.key = key
+def record_of(
+    state: ExperimentState,
+    identity: RecipeIdentity | None,
+    status: str,
+    details: dict[str, Any],
+) -> StateRecord:
+    """The metadata stored for ``state``: its key, lineage, properties, tags and metrics."""
+    return StateRecord(
+        key=state.sha(),
+        parent_key=state.parent_sha,
+        state_class=type(state).__qualname__,
+        recipe=identity,
+        properties=state.property_values(),
+        tags=tuple(sorted(set(state.tags))),
+        status=status,
+        metrics={**(state.record.metrics if state.record else {}), **state._metrics},
+        **details,
+    )
 
-    def sha(self) -> str:
-        return self.key
 
-    @property
-    def state(self) -> ExperimentState:
-        """The defined (not yet computed) state object, e.g. for ``explain_key``."""
-        return self.experiment_object.defined_state(self.key)
+def store_state(
+    storage: StateStorage,
+    state: ExperimentState,
+    identity: RecipeIdentity | None,
+    details: dict[str, Any],
+) -> None:
+    """Write a computed state (payload, then metadata), running its save hooks around it."""
+    for hook in state.save_pre_hooks:
+        hook()
+    record = record_of(state, identity, "done", details)
+    state.record = storage.write_state(record, state.payload())
+    for hook in state.save_post_hooks:
+        hook()
 
-    def get(self, scheduler: str = "single-threaded") -> ExperimentState:
-        """Compute this state (and what it needs), then return it with its payload loaded."""
-        return self.experiment_object.compute(self.key, scheduler=scheduler)
 
-    def __repr__(self) -> str:
-        return f"ExperimentStatePromise(sha={self.key[:12]})"
+def fill_payload(state: ExperimentState, storage: StateStorage, record: StateRecord) -> None:
+    """Load the stored payload (and metadata) of ``state`` into the object itself."""
+    payload = storage.load_payload(record.key)
+    state.apply_record(record)
+    state.__dict__.update(payload)
+    state.from_cache = True
+    state.slim_loaded = False
+
+
+def load_state(
+    storage: StateStorage, key: str, state_class: type[ExperimentState]
+) -> ExperimentState:
+    """A computed state with its payload loaded."""
+    record = storage.read_record(key)
+    state = state_class.from_record(record, storage)
+    fill_payload(state, storage, record)
+    return state

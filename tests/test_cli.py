@@ -80,7 +80,7 @@ def test_bad_overrides_exit_2_and_say_what_is_known(tmp_path, override, message)
 
 
 def test_overrides_parse_as_users_expect(tmp_path):
-    from dagger_wf.tracking.parameters import parse_value
+    from dagger_wf.parameters import parse_value
 
     assert parse_value("n", "010", 3) == 10
     assert parse_value("lr", "1e-3", 0.1) == 0.001

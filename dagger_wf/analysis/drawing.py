@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .tree import StaticExperimentTree
+from ..state import ExperimentState
 
 _STATUS_COLOURS = {"done": "black", "failed": "red", "pending": "grey"}
 
 
-def _label(node: object) -> str:
+def _label(node: ExperimentState) -> str:
     recipe = node.recipe
     step = "root" if recipe is None else getattr(recipe, "class_name", type(recipe).__name__)
     lines = [f"{node.sha()[:10]}  {step}", *sorted(node.tags)]
@@ -20,15 +19,21 @@ def _label(node: object) -> str:
     return "\\n".join(line.replace('"', "'") for line in lines)
 
 
-def render_tree(tree: StaticExperimentTree, path: Path, fmt: str | None) -> Path:
+def render_tree(
+    nodes: Iterable[ExperimentState],
+    edge_map: Mapping[str, set[str]],
+    path: Path,
+    fmt: str | None,
+) -> Path:
+    """Write the states as boxes (key, step, tags; failed ones red) and their edges."""
     import graphviz
 
     fmt = fmt or path.suffix.lstrip(".") or "svg"
     dot = graphviz.Digraph(comment="dagger_wf experiment tree")
     dot.attr("node", shape="box", fontname="monospace", fontsize="10")
-    for node in tree.nodes:
+    for node in nodes:
         dot.node(node.sha(), _label(node), color=_STATUS_COLOURS.get(node.status, "black"))
-    for parent, children in tree.edge_map.items():
+    for parent, children in edge_map.items():
         for child in sorted(children):
             dot.edge(parent, child)
     path.parent.mkdir(parents=True, exist_ok=True)

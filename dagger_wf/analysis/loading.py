@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 from ..errors import CorruptStateError, CorruptStateWarning
+from ..state import ExperimentState, TreeOwner
 from ..store import ExperimentStore
 from .tree import StaticExperimentTree
 
-if TYPE_CHECKING:
-    from ..experiment import Experiment
-
 
 def load_tree(
-    store: ExperimentStore, state_class: type, experiment: Experiment, slim: bool = True
+    store: ExperimentStore,
+    state_class: type[ExperimentState],
+    owner: TreeOwner,
+    slim: bool = True,
 ) -> StaticExperimentTree:
     """Every stored state (done or failed) linked to its parent and children.
 
     A corrupt file is skipped with a :class:`CorruptStateWarning`; the rest still loads.
     """
-    node_map = {}
+    node_map: dict[str, ExperimentState] = {}
     corrupt: list[CorruptStateError] = []
     for record in store.iter_records():
         if isinstance(record, CorruptStateError):
             warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
             corrupt.append(record)
             continue
-        node_map[record.key] = state_class.from_record(record, store.directory, experiment)
+        node_map[record.key] = state_class.from_record(record, store, owner)
     for state in node_map.values():
-        parent = node_map.get(state.parent_sha)
+        parent = node_map.get(state.parent_sha) if state.parent_sha else None
         if parent is not None:
             state.parent = parent
             parent.children.add(state)

@@ -36,22 +36,22 @@ class NodeSet(list):
         item = super().__getitem__(index)
         return NodeSet(item) if isinstance(index, slice) else item
 
-    def _other(self, other: object, operator: str) -> set[int]:
+    def _other(self, other: object, operator: str) -> NodeSet:
         if not isinstance(other, NodeSet):
             raise InvalidNodeSetOperandError(
                 f"NodeSet {operator} {type(other).__name__}: a NodeSet combines only with "
                 "another NodeSet (e.g. tree.nodes.filter(...))."
             )
-        return {id(node) for node in other}
+        return other
 
     def __and__(self, other: object) -> NodeSet:
-        members = self._other(other, "&")
+        members = {id(node) for node in self._other(other, "&")}
         return NodeSet(node for node in self if id(node) in members)
 
     def __or__(self, other: object) -> NodeSet:
         seen = {id(node) for node in self}
-        self._other(other, "|")
-        return NodeSet([*self, *(node for node in other if id(node) not in seen)])
+        added = [node for node in self._other(other, "|") if id(node) not in seen]
+        return NodeSet([*self, *added])
 
     def __rand__(self, other: object) -> NodeSet:
         self._other(other, "&")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from ..errors import CorruptStateError, StateNotFoundError
+from ..errors import CorruptStateError, StateNotComputedError, StateNotFoundError
+from .drawing import render_tree
 from .nodes import NodeSet
 
 if TYPE_CHECKING:
@@ -92,9 +93,7 @@ class StaticExperimentTree:
 
     def draw(self, path: str | Path = "tree.svg", fmt: str | None = None) -> Path:
         """Render the tree with Graphviz; the format follows the suffix (svg, png, pdf)."""
-        from .drawing import render_tree
-
-        return render_tree(self, Path(path), fmt)
+        return render_tree(self.nodes, self.edge_map, Path(path), fmt)
 
     # ------------------------------------------------------------ tracking
 
@@ -136,6 +135,11 @@ class StaticExperimentTree:
     def _store(self) -> ExperimentStore:
         from ..store import ExperimentStore
 
+        if self.directory is None:
+            raise StateNotComputedError(
+                "This tree was built without an experiment directory, so it has no stored "
+                "history; load it with dg.Experiment.restore(directory).graph."
+            )
         return ExperimentStore(self.directory)
 
     def __len__(self) -> int:

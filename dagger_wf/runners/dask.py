@@ -47,7 +47,7 @@ def build_graph(
     directory = str(store.directory)
     for key, planned in plan.states.items():
         name = f"state-{key}-{run_id}"
-        parent_task = state_tasks.get(planned.parent_key)
+        parent_task = state_tasks.get(planned.parent_key) if planned.parent_key else None
         task_planned = dataclasses.replace(planned, functions=[])
         arguments = (
             directory,
@@ -64,8 +64,10 @@ def build_graph(
             graph[name] = (compute_state, *arguments)
         state_tasks[key] = name
         for index, function in enumerate(planned.functions):
-            arguments = (directory, key, plan.state_class, function, name, run_id, plan.seed)
-            graph[f"function-{index}-{key}-{run_id}"] = (apply_function, *arguments)
+            graph[f"function-{index}-{key}-{run_id}"] = (
+                apply_function,
+                *(directory, key, plan.state_class, function, name, run_id, plan.seed),
+            )
     return graph, state_tasks
 
 
@@ -159,6 +161,6 @@ def _lost_events(
     for key in keys:
         record = store.read_failure(key)
         label = step_label(plan.states[key], plan.state_class)
-        error = RecipeFailedError(record.error.strip())
+        error = RecipeFailedError((record.error or record.status).strip())
         events[key] = RunEvent(run_id, key, EventKind.FAILED, label, 0.0, error, record.error)
     return events

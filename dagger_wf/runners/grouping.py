@@ -25,13 +25,15 @@ def assign_groups(plan: Plan, max_group_size: int = DEFAULT_GROUP_SIZE) -> dict[
     for key, planned in plan.states.items():
         parent = plan.states.get(planned.parent_key) if planned.parent_key else None
         parent_group = groups.get(planned.parent_key) if planned.parent_key else None
-        joins_parent = (
-            parent_group is not None
+        group = f"g{key[:16]}"
+        if (
+            parent is not None
+            and parent_group is not None
             and not _own_job(planned)
             and not _own_job(parent)
             and sizes[parent_group] < max_group_size
-        )
-        group = parent_group if joins_parent else f"g{key[:16]}"
+        ):
+            group = parent_group
         groups[key] = group
         sizes[group] = sizes.get(group, 0) + 1
     return groups

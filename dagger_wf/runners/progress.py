@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 from types import TracebackType
-from typing import Any
 
 from ..events import EventKind, RunEvent
 
@@ -28,7 +27,7 @@ class RunProgress:
             disable=None if enabled is None else not enabled,
         )
 
-    def update(self, event: Any) -> None:
+    def update(self, event: object) -> None:
         if not isinstance(event, RunEvent):
             return
         self.counts[event.kind] += 1

@@ -55,9 +55,10 @@ def compute_state_job(store_directory: str | Path, key: str) -> None:
         str(store.directory), plan.states[key], plan.state_class, None, run_id, runner, plan.seed
     )
     if event.kind in FAILURES:
-        event.error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
-        event.error.add_note(event.traceback or "")
-        raise event.error
+        error = event.exception()
+        error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
+        error.add_note(event.traceback or "")
+        raise error
 
 
 def apply_functions_job(store_directory: str | Path, key: str, done_marker: str) -> None:
@@ -70,7 +71,7 @@ def apply_functions_job(store_directory: str | Path, key: str, done_marker: str)
             str(store.directory), key, plan.state_class, function, None, run_id, plan.seed
         )
         if event.kind is EventKind.FUNCTION_FAILED:
-            raise event.error
+            raise event.exception()
     Path(done_marker).parent.mkdir(parents=True, exist_ok=True)
     Path(done_marker).touch()
 

@@ -27,9 +27,9 @@ from ..events import EMITTED, FAILURES, SKIPS, EventKind, RunEvent
 from ..hashing import recipe_code_version
 from ..metrics import metrics_from_return, to_json_series
 from ..plan import Plan, PlannedState
-from ..recipe import Function
-from ..state import ExperimentState
-from ..store import ExperimentStore, StateRecord, load_state, store_state
+from ..records import StateRecord
+from ..state import ExperimentState, StepFunction, load_state, store_state
+from ..store import ExperimentStore
 from ..tracking.changes import environment_digest
 from ..tracking.seeding import seed_everything, seed_from_key
 
@@ -60,7 +60,7 @@ def _portable(error: Exception) -> Exception:
     return error
 
 
-def step_label(planned: PlannedState, state_class: type) -> str:
+def step_label(planned: PlannedState, state_class: type[ExperimentState]) -> str:
     """How messages name the step that makes a state."""
     if planned.recipe is None:
         return f"root {state_class.__qualname__}"
@@ -141,11 +141,11 @@ def _check_code_version(planned: PlannedState) -> None:
 
 
 def initial_state(
-    store: ExperimentStore, planned: PlannedState, state_class: type
+    store: ExperimentStore, planned: PlannedState, state_class: type[ExperimentState]
 ) -> ExperimentState:
     """The state before its step runs: the root's properties, or a copy of the parent."""
-    if planned.recipe is None:
-        return state_class.new_root(planned.root_properties, planned.key, store.directory)
+    if planned.recipe is None or planned.parent_key is None:
+        return state_class.new_root(planned.root_properties or {}, planned.key, store)
     _check_code_version(planned)
     state = load_state(store, planned.parent_key, state_class).new_state(planned.recipe)
     state._sha = planned.key  # known; never recomputed where the recipe's source may be absent
@@ -157,7 +157,7 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
     state._recording = True
     state.seed = seed
     if planned.recipe is None:
-        state.initialize_state(**planned.root_properties)
+        state.initialize_state(**(planned.root_properties or {}))
         state._recording = False
         return state
     result = _checked_result(planned, planned.recipe.run(state))
@@ -166,14 +166,14 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
     # Whatever object run() returned, it is the state this key names.
     result._sha, result.parent_sha, result.recipe = planned.key, planned.parent_key, planned.recipe
     result.root_state = False
-    result._directory = state._directory
+    result._storage = state._storage
     return result
 
 
 def compute_state(
     store_directory: str,
     planned: PlannedState,
-    state_class: type,
+    state_class: type[ExperimentState],
     parent_event: RunEvent | None,
     run_id: str,
     runner: str,
@@ -187,7 +187,7 @@ def compute_state(
     if store.is_done(planned.key):
         return _cached(store, planned, run_id, label)
     seed = seed_from_key(planned.key, global_seed)
-    details = {
+    details: dict[str, Any] = {
         "started": _now(),
         "host": socket.gethostname(),
         "runner": runner,
@@ -224,7 +224,7 @@ def compute_state(
 
 def failure_record(
     planned: PlannedState,
-    state_class: type,
+    state_class: type[ExperimentState],
     details: dict[str, Any],
     duration: float,
     error: Exception,
@@ -250,8 +250,8 @@ def failure_record(
 def apply_function(
     store_directory: str,
     key: str,
-    state_class: type,
-    function: Function,
+    state_class: type[ExperimentState],
+    function: StepFunction,
     state_event: RunEvent | None,
     run_id: str,
     global_seed: int | None = None,

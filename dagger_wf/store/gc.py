@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import CorruptStateError
+from ..records import StateRecord
 from .atomic import TEMPORARY_SUFFIX
 from .payload import blob_digests, blob_path
 from .state_store import ExperimentStore
@@ -45,8 +46,9 @@ def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
     hides which states descend from it, so then every state counts as reachable."""
     children: dict[str | None, list[str]] = {}
     stored = set()
-    records = list(store.iter_records())
-    if any(isinstance(record, CorruptStateError) for record in records):
+    read = list(store.iter_records())
+    records = [record for record in read if isinstance(record, StateRecord)]
+    if len(records) < len(read):
         keys = {path.stem for path in store.directory.glob("states/*.json")}
         return keys, keys
     for record in records:

@@ -116,7 +116,7 @@ def write_payload(path: Path, payload: Any, blob_directory: Path) -> int:
     header = MAGIC + _COUNTS.pack(stream.getbuffer().nbytes, len(stored))
     header += b"".join(_BUFFER.pack(raw.nbytes, digest) for raw, digest in stored)
     inline = [raw for raw, digest in stored if digest == _INLINE]
-    sections = [header, stream.getbuffer(), *inline]
+    sections: list[bytes | memoryview] = [header, stream.getbuffer(), *inline]
 
     def write_sections(file: IO[bytes]) -> None:
         offset = 0

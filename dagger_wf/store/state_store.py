@@ -21,14 +21,21 @@ import dataclasses
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptStateError, NotAnExperimentError, StateNotComputedError
+from ..errors import (
+    CorruptStateError,
+    CorruptStateWarning,
+    NotAnExperimentError,
+    StateNotComputedError,
+)
+from ..metrics import from_json_series
+from ..records import StateRecord
 from .atomic import atomic_write_json
 from .payload import read_payload, write_payload
-from .records import StateRecord
 
 EXPERIMENT_FILE = "experiment.json"
 EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
@@ -189,6 +196,24 @@ class ExperimentStore:
                 yield _read_json(path)
             except CorruptStateError as error:
                 yield error
+
+    def evaluation_metrics(self, key: str) -> dict[str, list[list[float]]]:
+        """The latest series of each metric that a Function recorded on ``key``."""
+        metrics: dict[str, list[list[float]]] = {}
+        for evaluation in self.iter_evaluations(key):
+            if isinstance(evaluation, CorruptStateError):
+                warnings.warn(str(evaluation), CorruptStateWarning, stacklevel=4)
+                continue
+            metrics.update(from_json_series(evaluation.get("metrics", {})))
+        return metrics
+
+    def recorded_metrics(self, record: StateRecord) -> dict[str, list[list[float]]]:
+        """Every metric series of one attempt: the recipe's own over the latest that each
+        Function recorded. A failed attempt has only what it logged before failing, since
+        Functions run on done states."""
+        if record.status != "done":
+            return dict(record.metrics)
+        return {**self.evaluation_metrics(record.key), **record.metrics}
 
     def iter_attempts(self) -> Iterator[StateRecord | CorruptStateError]:
         """Every attempt: each computed state and each failed attempt, failed ones first."""

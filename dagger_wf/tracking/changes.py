@@ -63,7 +63,7 @@ def warn_about_changes(report: RunReport, plan: Plan, directory: Path) -> None:
             changes.add((CODE, event.stored_code, planned.code))
         parent = events.get(planned.parent_key) if planned.parent_key else None
         extends_stored = parent is not None and parent.kind is EventKind.CACHED
-        if event.kind is EventKind.RAN and extends_stored and parent.stored_environment:
+        if event.kind is EventKind.RAN and extends_stored and parent and parent.stored_environment:
             changes.add((ENVIRONMENTS, parent.stored_environment, environment_digest(directory)))
     for kind, stored, current in sorted(changes):
         if stored != current:

@@ -211,11 +211,12 @@ def environment_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _lookup(document: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = document
     for key in path:
-        if not isinstance(document, dict):
+        if not isinstance(value, dict):
             return None
-        document = document.get(key)
-    return document
+        value = value.get(key)
+    return value
 
 
 def _shown(value: Any) -> str:

@@ -11,31 +11,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptStateError, CorruptStateWarning
-from ..metrics import from_json_series
-from ..store import ExperimentStore, StateRecord
+from ..records import StateRecord
+from ..store import ExperimentStore
 
 if TYPE_CHECKING:
     import pandas
-
-
-def evaluation_metrics(store: ExperimentStore, key: str) -> dict[str, list[list[float]]]:
-    """The latest series of each metric that a Function recorded on ``key``."""
-    metrics: dict[str, list[list[float]]] = {}
-    for evaluation in store.iter_evaluations(key):
-        if isinstance(evaluation, CorruptStateError):
-            warnings.warn(str(evaluation), CorruptStateWarning, stacklevel=4)
-            continue
-        metrics.update(from_json_series(evaluation.get("metrics", {})))
-    return metrics
-
-
-def recorded_metrics(store: ExperimentStore, record: StateRecord) -> dict[str, list[list[float]]]:
-    """Every metric series of one attempt: the recipe's own over the latest that each
-    Function recorded. A failed attempt has only what it logged before failing, since
-    Functions run on done states."""
-    if record.status != "done":
-        return dict(record.metrics)
-    return {**evaluation_metrics(store, record.key), **record.metrics}
 
 
 def _row(record: StateRecord, metrics: dict[str, list[list[float]]]) -> dict[str, Any]:
@@ -89,7 +69,7 @@ def history_frame(store: ExperimentStore, keys: Iterable[str] | None = None) -> 
             continue
         if wanted is not None and record.key not in wanted:
             continue
-        rows.append(_row(record, recorded_metrics(store, record)))
+        rows.append(_row(record, store.recorded_metrics(record)))
     rows += [
         _pending_row(marker)
         for marker in store.running_markers()
@@ -107,7 +87,7 @@ def metric_frame(store: ExperimentStore, name: str, keys: Iterable[str]) -> pand
 
     rows = []
     for key in keys:
-        metrics = recorded_metrics(store, store.read_record(key)) if store.is_done(key) else {}
+        metrics = store.recorded_metrics(store.read_record(key)) if store.is_done(key) else {}
         series = metrics.get(name, [])
         rows += [{"key": key, "step": step, "value": value} for step, value in series]
     return pandas.DataFrame(rows, columns=["key", "step", "value"])

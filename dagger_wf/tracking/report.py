@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import DaggerError
-from ..store import ExperimentStore, StateRecord
+from ..records import StateRecord
+from ..store import ExperimentStore
 from .code import code_diff
 from .environment import environment_diff
-from .history import recorded_metrics
 from .snapshots import load_snapshot
 
 
@@ -28,7 +28,7 @@ def _fields(record: StateRecord, store: ExperimentStore) -> dict[str, Any]:
     fields.update({f"property {name}": value for name, value in record.properties.items()})
     if record.recipe is not None:
         fields.update({f"recipe {name}": value for name, value in record.recipe.properties.items()})
-    metrics = recorded_metrics(store, record)
+    metrics = store.recorded_metrics(record)
     fields.update(
         {
             f"metric {name}": f"{series[-1][1]:.6g} ({len(series)} steps)"

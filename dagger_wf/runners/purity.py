@@ -14,10 +14,11 @@ import warnings
 
 from ..errors import ImpurityWarning
 from ..plan import PlannedState
-from ..runners.transition import initial_state, run_step
+from ..state import ExperimentState
 from ..store import ExperimentStore
 from ..store.payload import payload_bytes
-from .seeding import seed_from_key
+from ..tracking.seeding import seed_from_key
+from .transition import initial_state, run_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,7 @@ class PurityReport:
 def check_purity(
     store: ExperimentStore,
     planned: PlannedState,
-    state_class: type,
+    state_class: type[ExperimentState],
     runs: int = 2,
     global_seed: int | None = None,
 ) -> PurityReport:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..hashing import RecipeIdentity
-from ..metrics import from_json_series, to_json_series
 from .codec import from_json, to_json
+from .hashing import RecipeIdentity
+from .metrics import from_json_series, to_json_series
 
 RECORD_FORMAT = 1
 

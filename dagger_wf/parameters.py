@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import InvalidOverrideError, UnknownParameterError, UnusedOverridesError
+from .errors import InvalidOverrideError, UnknownParameterError, UnusedOverridesError
 
 # Set by ``dagger-wf run``: overrides as given ("key" -> "text"), and whether they were used.
 OVERRIDES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
@@ -81,9 +81,10 @@ def parse_value(key: str, text: str, default: Any) -> Any:
 
 def check_overrides_used() -> None:
     """Refuse to run an experiment whose script never asked for the overrides given."""
-    if OVERRIDES.get() and _USED.get() == []:
+    overrides = OVERRIDES.get()
+    if overrides and _USED.get() == []:
         raise UnusedOverridesError(
-            f"Overrides {sorted(OVERRIDES.get())} were given, but the script runs its "
+            f"Overrides {sorted(overrides)} were given, but the script runs its "
             "experiment without calling dg.parameters(...); declare its parameters with "
             "params = dg.parameters(name=default) before defining the tree."
         )

@@ -15,26 +15,20 @@ imported as a module (as a cluster job does) give the same keys.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import enum
 import functools
 import hashlib
-import inspect
-import io
 import json
 import math
-import os
 import pathlib
 import sys
-import sysconfig
-import textwrap
-import tokenize
 import types
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from .errors import RecipeSourceUnavailableError, UnhashablePropertyError
+from ..errors import UnhashablePropertyError
+from .source import normalised_source, user_classes
 
 Encoded = Any  # a JSON-compatible nested list, headed by its kind
 
@@ -61,7 +55,13 @@ class RecipeIdentity:
         raise AttributeError(f"recipe {owner} has no property {name!r}")
 
 
-def identity_of(recipe: Any) -> RecipeIdentity:
+class Identified(Protocol):
+    """A live recipe: it knows its own identity."""
+
+    def identity(self) -> RecipeIdentity: ...
+
+
+def identity_of(recipe: RecipeIdentity | Identified) -> RecipeIdentity:
     """The identity of a live recipe, or the stored identity itself."""
     return recipe if isinstance(recipe, RecipeIdentity) else recipe.identity()
 
@@ -142,13 +142,13 @@ def _(value: tuple) -> Encoded:
 @_encode.register(dict)
 def _(value: dict) -> Encoded:
     pairs = [[encode_value(k), encode_value(v)] for k, v in value.items()]
-    return ["dict", sorted(pairs, key=lambda pair: _canonical_json(pair[0]))]
+    return ["dict", sorted(pairs, key=lambda pair: canonical_json(pair[0]))]
 
 
 @_encode.register(set)
 @_encode.register(frozenset)
 def _(value: set | frozenset) -> Encoded:
-    return ["set", sorted((encode_value(item) for item in value), key=_canonical_json)]
+    return ["set", sorted((encode_value(item) for item in value), key=canonical_json)]
 
 
 @_encode.register(pathlib.PurePath)
@@ -189,7 +189,7 @@ def _register_numpy() -> None:
         if value.dtype.hasobject:
             raise _Unhashable("an array of Python objects has no canonical encoding")
         contiguous = np.ascontiguousarray(value)
-        digest = hashlib.sha256(contiguous.view(np.uint8).reshape(-1)).hexdigest()
+        digest = hashlib.sha256(contiguous.view(np.uint8).reshape(-1).data).hexdigest()
         return ["numpy.ndarray", value.dtype.str, list(value.shape), digest]
 
 
@@ -199,7 +199,7 @@ def _register_torch() -> None:
     @_encode.register(torch.Tensor)
     def _(value: torch.Tensor) -> Encoded:
         flat = value.detach().cpu().contiguous().reshape(-1)
-        digest = hashlib.sha256(flat.view(torch.uint8).numpy()).hexdigest()
+        digest = hashlib.sha256(flat.view(torch.uint8).numpy().data).hexdigest()
         return ["torch.tensor", str(value.dtype), list(value.shape), digest]
 
     @_encode.register(torch.dtype)
@@ -242,13 +242,13 @@ def _qualified_name(obj: type | Callable) -> str:
     return f"{module_name(obj)}.{qualname}"
 
 
-def _canonical_json(encoded: Encoded) -> str:
+def canonical_json(encoded: Encoded) -> str:
     return json.dumps(encoded, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def digest(kind: str, *ingredients: Encoded) -> str:
     """Hex sha256 of a kind-headed sequence of encoded ingredients."""
-    payload = _canonical_json([kind, *ingredients]).encode("ascii")
+    payload = canonical_json([kind, *ingredients]).encode("ascii")
     return hashlib.sha256(payload).hexdigest()
 
 
@@ -285,139 +285,8 @@ def recipe_code_version(recipe_class: type) -> str:
     pinned = getattr(recipe_class, "VERSION", None)
     if pinned is not None:
         return f"VERSION:{pinned}"
-    sources = [normalised_source(cls) for cls in _user_classes(recipe_class)]
+    sources = [normalised_source(cls) for cls in user_classes(recipe_class)]
     return "source:" + digest("Code", sources)
-
-
-def _user_classes(recipe_class: type) -> Iterable[type]:
-    """The classes of the MRO written by the user: not dagger_wf's, not the standard
-    library's, not an installed package's (their source may differ between Python
-    versions, or not exist, and their behaviour is pinned by the environment)."""
-    for cls in recipe_class.__mro__:
-        if not _is_installed_code(cls):
-            yield cls
-
-
-@functools.cache
-def _installed_code_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]}
-    roots.add(str(pathlib.Path(__file__).parent))  # dagger_wf itself, however installed
-    return tuple(str(pathlib.Path(root).resolve()) + os.sep for root in roots)
-
-
-@functools.cache
-def _is_installed_code(cls: type) -> bool:
-    source = getattr(sys.modules.get(cls.__module__), "__file__", None)
-    if source is None:  # a C type has no Python methods; a class made by exec() has
-        return not any(isinstance(value, types.FunctionType) for value in vars(cls).values())
-    return str(pathlib.Path(source).resolve()).startswith(_installed_code_roots())
-
-
-@functools.cache
-def normalised_source(cls: type) -> str:
-    """The class's tokens without comments, docstrings, blank lines or layout.
-
-    Token-based, not ``ast.unparse``-based: the output must not depend on the Python
-    version that computes it (a login node and a compute node may differ).
-    """
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError) as error:
-        raise RecipeSourceUnavailableError(
-            f"Cannot read the source of recipe {cls.__qualname__} ({error}), so its code "
-            "version is unknown. Set a class attribute VERSION = '1' on it (and bump it "
-            "whenever run() changes)."
-        ) from None
-    return " ".join(_meaningful_tokens(source))
-
-
-def _docstring_starts(source: str) -> set[tuple[int, int]]:
-    starts = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            first = node.body[0] if node.body else None
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                starts.add((first.lineno, first.col_offset))
-    return starts
-
-
-def _meaningful_tokens(source: str) -> Iterable[str]:
-    """Tokens of ``source`` that carry meaning, in a layout-free canonical spelling.
-
-    Dropped: comments, blank and continuation lines, docstrings, and the trailing comma
-    of a multi-element bracket (ruff's "magic trailing comma"). Strings are respelled
-    canonically (``'a'`` is ``"a"``). Indentation and statement ends are kept as markers,
-    since they carry meaning. Redundant parentheses still count.
-    """
-    docstrings = _docstring_starts(source)
-    lines = source.splitlines(keepends=True)
-    emitted: list[str] = []
-    commas_per_bracket: list[int] = []
-    in_docstring = False
-    fstring_start: tuple[int, int] | None = None
-    fstring_depth = 0
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        name = tokenize.tok_name[token.type]
-        # Python >= 3.12 splits f-strings into parts; rejoin them as 3.11's single token.
-        if name == "FSTRING_START":
-            fstring_depth += 1
-            fstring_start = fstring_start or token.start
-            continue
-        if fstring_depth:
-            if name == "FSTRING_END":
-                fstring_depth -= 1
-                if not fstring_depth:
-                    emitted.append(_source_slice(lines, fstring_start, token.end))
-                    fstring_start = None
-            continue
-        if token.type == tokenize.STRING and (in_docstring or token.start in docstrings):
-            in_docstring = True
-            continue
-        in_docstring = False
-        if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER):
-            continue
-        text = token.string
-        if token.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE):
-            text = f"<{name}>"
-        elif token.type == tokenize.STRING:
-            text = _canonical_string(text)
-        elif text in "([{":
-            commas_per_bracket.append(0)
-        elif text == "," and commas_per_bracket:
-            commas_per_bracket[-1] += 1
-        elif text in ")]}":
-            _drop_magic_trailing_comma(emitted, commas_per_bracket)
-        emitted.append(text)
-    return emitted
-
-
-def _drop_magic_trailing_comma(emitted: list[str], commas_per_bracket: list[int]) -> None:
-    """At a closing bracket: drop a trailing comma after two or more elements (a layout
-    choice), never the comma of a one-element tuple (which makes it a tuple)."""
-    commas = commas_per_bracket.pop() if commas_per_bracket else 0
-    if commas > 1 and emitted[-1:] == [","]:
-        emitted.pop()
-
-
-def _canonical_string(literal: str) -> str:
-    """One spelling per string value; f-strings (not literals) stay as written."""
-    try:
-        return repr(ast.literal_eval(literal))
-    except (ValueError, SyntaxError):
-        return literal
-
-
-def _source_slice(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str:
-    (start_row, start_col), (end_row, end_col) = start, end
-    if start_row == end_row:
-        return lines[start_row - 1][start_col:end_col]
-    middle = lines[start_row : end_row - 1]
-    return "".join([lines[start_row - 1][start_col:], *middle, lines[end_row - 1][:end_col]])
 
 
 # ---------------------------------------------------------------- keys
@@ -447,15 +316,3 @@ def child_key_ingredients(parent_key: str, recipe: RecipeIdentity) -> dict[str, 
         "recipe properties": encode_properties(f"Recipe {recipe.class_name!r}", recipe.properties),
         "recipe code version": recipe.code_version,
     }
-
-
-def explain_key(state: Any) -> list[str]:
-    """Lines listing each ingredient of a state's (or promise's) key, for debugging a miss."""
-    state = getattr(state, "state", state)
-    if state.recipe is None:
-        ingredients = root_key_ingredients(type(state), state.property_values())
-    else:
-        ingredients = child_key_ingredients(state.parent_sha, identity_of(state.recipe))
-    lines = [f"key {state.sha()}"]
-    lines += [f"  {name}: {_canonical_json(value)}" for name, value in ingredients.items()]
-    return lines
