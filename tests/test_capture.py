@@ -16,13 +16,13 @@ from types import ModuleType
 import pytest
 
 from dagger_wf.errors import CorruptSnapshotError, SnapshotNotFoundError
-from dagger_wf.tracking.code import capture_code, code_diff
-from dagger_wf.tracking.environment import capture_environment, environment_diff
-from dagger_wf.tracking.snapshots import (
+from dagger_wf.store.snapshots import (
     load_snapshot,
     snapshot_path,
     store_snapshot,
 )
+from dagger_wf.tracking.code import capture_code, code_diff
+from dagger_wf.tracking.environment import capture_environment, environment_diff
 
 # ---------------------------------------------------------------- environment
 

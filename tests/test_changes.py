@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import dagger_wf as dg
-from dagger_wf.tracking.snapshots import load_snapshot
+from dagger_wf.store.snapshots import load_snapshot
 
 SCRIPT = textwrap.dedent(
     """

@@ -1,7 +1,7 @@
 """Compile a plan to a Snakemake workflow: every state a file target, a few generic rules.
 
-The Snakefile names no state: it reads ``workflow/manifest.json`` (parent, group of each
-state) from the store, and ``workflow/specs.pkl`` carries the recipes themselves,
+The Snakefile names no state: it reads the manifest (parent, group of each state) from
+the store's workflow folder, and the specs file there carries the recipes themselves,
 cloudpickled, so a job on any node of a shared file system rebuilds exactly the recipe
 the user defined. Only keys (hex), fixed names and declared RESOURCES reach the
 Snakefile, each through :func:`quote`; property values never do.
@@ -20,14 +20,15 @@ from typing import Any
 import cloudpickle
 
 from ..plan import Plan
-from ..store import ExperimentStore
+from ..store import ExperimentStore, layout
 from ..store.atomic import atomic_write, atomic_write_json
 from ..version import __version__
 from .grouping import DEFAULT_GROUP_SIZE, assign_groups
 
-WORKFLOW_DIRECTORY = "workflow"
-MANIFEST_FILE = f"{WORKFLOW_DIRECTORY}/manifest.json"
-SPECS_FILE = f"{WORKFLOW_DIRECTORY}/specs.pkl"
+# The runner's own files, in the store's workflow folder.
+MANIFEST_NAME = "manifest.json"
+SPECS_NAME = "specs.pkl"
+FUNCTION_RUNS_NAME = "function-runs"
 SETTINGS_SUFFIX = ".dagger_wf.yaml"
 DEFAULT_RULE = "state"
 # Python's collector thresholds while Snakemake builds the DAG (see the Snakefile): a full
@@ -91,7 +92,10 @@ def render_snakefile(rules: list[StateRule], settings_file: str) -> str:
     return environment.from_string(template_text).render(
         version=__version__,
         settings_file=settings_file,
-        manifest_file=MANIFEST_FILE,
+        manifest_file=f"{layout.WORKFLOW}/{MANIFEST_NAME}",
+        state_record=layout.record_name("{key}"),
+        state_payload=layout.payload_name("{key}"),
+        function_run_done=f"{layout.WORKFLOW}/{FUNCTION_RUNS_NAME}/{{run}}/{{key}}.done",
         dag_gc_thresholds=DAG_GC_THRESHOLDS,
         rules=rules,
     )
@@ -135,9 +139,9 @@ def emit_workflow(
     snakefile = Path(snakefile).absolute()
     settings = snakefile.with_name(snakefile.name + SETTINGS_SUFFIX)
     specs = _specs_bytes(plan)
-    atomic_write(store.directory / SPECS_FILE, lambda file: file.write(specs))
+    atomic_write(store.workflow_directory / SPECS_NAME, lambda file: file.write(specs))
     groups = assign_groups(plan, max_group_size)
-    atomic_write_json(store.directory / MANIFEST_FILE, build_manifest(plan, groups))
+    atomic_write_json(store.workflow_directory / MANIFEST_NAME, build_manifest(plan, groups))
     settings_text = json.dumps({"store": str(store.directory)}, ensure_ascii=True)
     atomic_write(settings, lambda file: file.write(settings_text.encode("ascii")))
     text = render_snakefile(plan_rules(plan), settings.name)

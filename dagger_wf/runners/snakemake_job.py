@@ -19,7 +19,7 @@ from ..events import FAILURES, EventKind
 from ..plan import Plan
 from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
-from .snakemake import SPECS_FILE
+from .snakemake import SPECS_NAME
 from .transition import apply_function, compute_state
 
 
@@ -34,7 +34,7 @@ def _load_plan(specs_path: Path, modified: float) -> Plan:
 
 
 def load_plan(store_directory: str | Path) -> Plan:
-    specs_path = Path(store_directory).absolute() / SPECS_FILE
+    specs_path = ExperimentStore(store_directory).workflow_directory / SPECS_NAME
     return _load_plan(specs_path, specs_path.stat().st_mtime)
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from ..errors import CorruptStateError
 from ..records import StateRecord
 from .atomic import TEMPORARY_SUFFIX
+from .layout import SNAPSHOT_KINDS
 from .payload import blob_digests, blob_path
+from .snapshots import snapshot_files
 from .state_store import ExperimentStore
 
 STALE_TEMPORARY_AGE_S = 3600
@@ -49,7 +51,7 @@ def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
     read = list(store.iter_records())
     records = [record for record in read if isinstance(record, StateRecord)]
     if len(records) < len(read):
-        keys = {path.stem for path in store.directory.glob("states/*.json")}
+        keys = set(store.done_keys())
         return keys, keys
     for record in records:
         stored.add(record.key)
@@ -115,8 +117,8 @@ def _unreferenced_snapshots(store: ExperimentStore, keep: set[str]) -> list[Path
             referenced |= {record.code, record.environment}
     return sorted(
         path
-        for kind in ("code", "environments")
-        for path in (store.directory / kind).glob("*.json")
+        for kind in SNAPSHOT_KINDS
+        for path in snapshot_files(store.directory, kind)
         if path.stem not in referenced
     )
 

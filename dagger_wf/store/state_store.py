@@ -1,14 +1,6 @@
 """One experiment directory on disk: where each state's metadata and payload live.
 
-Layout::
-
-    experiment.json          which state class, which root, which format
-    states/<key>.json        metadata of a computed state (written last: the "done" mark)
-    payloads/<key>.payload   its NONHASHED_ATTRIBUTES (small buffers inline)
-    blobs/<sha256>           large arrays and tensors, by content: stored once, shared
-    failures/<key>/<time>.json  metadata of each failed attempt, with its traceback
-    running/<key>.json       who is computing the state now (gone once it is stored)
-    evaluations/<key>/<time>.json  each run of a Function on the state: status, metrics
+Where each file lives is spelled in :mod:`dagger_wf.store.layout`.
 
 A state counts as computed exactly when ``states/<key>.json`` and its payload exist. The
 payload is written first, both atomically, so a run killed at any moment leaves either a whole
@@ -34,10 +26,10 @@ from ..errors import (
 )
 from ..metrics import from_json_series
 from ..records import StateRecord
+from . import layout
 from .atomic import atomic_write_json
 from .payload import read_payload, write_payload
 
-EXPERIMENT_FILE = "experiment.json"
 EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
 
 
@@ -51,31 +43,36 @@ class ExperimentStore:
 
     @property
     def experiment_path(self) -> Path:
-        return self.directory / EXPERIMENT_FILE
+        return self.directory / layout.EXPERIMENT_FILE
 
     def record_path(self, key: str) -> Path:
-        return self.directory / "states" / f"{key}.json"
+        return self.directory / layout.record_name(key)
 
     def payload_path(self, key: str) -> Path:
-        return self.directory / "payloads" / f"{key}.payload"
+        return self.directory / layout.payload_name(key)
 
     @property
     def blob_directory(self) -> Path:
-        return self.directory / "blobs"
+        return self.directory / layout.BLOBS
 
     def failure_directory(self, key: str) -> Path:
-        return self.directory / "failures" / key
+        return self.directory / layout.FAILURES / key
 
     def evaluation_directory(self, key: str) -> Path:
-        return self.directory / "evaluations" / key
+        return self.directory / layout.EVALUATIONS / key
+
+    @property
+    def workflow_directory(self) -> Path:
+        """Where an emitted workflow keeps its files (the runner names them)."""
+        return self.directory / layout.WORKFLOW
 
     def done_keys(self) -> list[str]:
         """The key of every computed state, sorted."""
-        return sorted(path.stem for path in (self.directory / "states").glob("*.json"))
+        return sorted(path.stem for path in (self.directory / layout.STATES).glob("*.json"))
 
     def failed_keys(self) -> set[str]:
         """The key of every state with a failed attempt, computed since or not."""
-        return {path.parent.name for path in (self.directory / "failures").glob("*/*.json")}
+        return {path.parent.name for path in (self.directory / layout.FAILURES).glob("*/*.json")}
 
     # ------------------------------------------------------------ experiment
 
@@ -85,7 +82,7 @@ class ExperimentStore:
     def read_experiment(self) -> dict[str, Any]:
         if not self.is_experiment():
             raise NotAnExperimentError(
-                f"{self.directory} is not a dagger_wf experiment (no {EXPERIMENT_FILE}). "
+                f"{self.directory} is not a dagger_wf experiment (no {layout.EXPERIMENT_FILE}). "
                 "Pass the directory you gave to Experiment(...), after a run."
             )
         document = _read_json(self.experiment_path)
@@ -115,7 +112,7 @@ class ExperimentStore:
         return record
 
     def running_path(self, key: str) -> Path:
-        return self.directory / "running" / f"{key}.json"
+        return self.directory / layout.RUNNING / f"{key}.json"
 
     def mark_running(self, key: str, worker: dict[str, Any]) -> None:
         """Say who computes ``key``, so that a worker that dies mid-way can be told apart
@@ -127,7 +124,7 @@ class ExperimentStore:
 
     def running_markers(self) -> list[dict[str, Any]]:
         markers = []
-        for path in sorted((self.directory / "running").glob("*.json")):
+        for path in sorted((self.directory / layout.RUNNING).glob("*.json")):
             try:
                 markers.append(json.loads(path.read_bytes()))
             except (OSError, ValueError):  # removed or being replaced meanwhile
@@ -217,9 +214,9 @@ class ExperimentStore:
 
     def iter_attempts(self) -> Iterator[StateRecord | CorruptStateError]:
         """Every attempt: each computed state and each failed attempt, failed ones first."""
-        for path in sorted((self.directory / "failures").glob("*/*.json")):
+        for path in sorted((self.directory / layout.FAILURES).glob("*/*.json")):
             yield _record_or_error(path)
-        for path in sorted((self.directory / "states").glob("*.json")):
+        for path in sorted((self.directory / layout.STATES).glob("*.json")):
             yield _record_or_error(path)
 
 

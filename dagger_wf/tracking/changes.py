@@ -21,13 +21,11 @@ from ..errors import (
 )
 from ..events import EventKind, RunReport
 from ..plan import Plan
+from ..store.layout import CODE, ENVIRONMENTS
+from ..store.snapshots import load_snapshot, store_snapshot
 from .code import capture_code, code_diff
 from .environment import capture_environment, environment_diff
 from .seeding import seed_from_key
-from .snapshots import load_snapshot, store_snapshot
-
-CODE = "code"
-ENVIRONMENTS = "environments"
 
 
 def snapshot_plan_code(plan: Plan, directory: Path) -> None:

@@ -7,9 +7,10 @@ from typing import Any
 from ..errors import DaggerError
 from ..records import StateRecord
 from ..store import ExperimentStore
+from ..store.layout import CODE, ENVIRONMENTS
+from ..store.snapshots import load_snapshot
 from .code import code_diff
 from .environment import environment_diff
-from .snapshots import load_snapshot
 
 
 def _fields(record: StateRecord, store: ExperimentStore) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def _environment_summary(store: ExperimentStore, digest: str | None) -> list[str
     if digest is None:
         return ["  (not recorded)"]
     try:
-        environment = load_snapshot(store.directory, "environments", digest)
+        environment = load_snapshot(store.directory, ENVIRONMENTS, digest)
     except DaggerError as error:
         return [f"  (unreadable: {error})"]
     git = environment.get("git") or {}
@@ -75,7 +76,7 @@ def show_state(store: ExperimentStore, key: str) -> str:
     lines += _environment_summary(store, record.environment)
     if record.code:
         try:
-            code = load_snapshot(store.directory, "code", record.code)
+            code = load_snapshot(store.directory, CODE, record.code)
             lines += [f"code of {code['recipe']}:", code.get("recipe_source") or "  (no source)"]
         except DaggerError as error:
             lines.append(f"code: (unreadable: {error})")
@@ -94,8 +95,8 @@ def diff_states(store: ExperimentStore, first_key: str, second_key: str) -> str:
     for name in names:
         marker = " " if left.get(name) == right.get(name) else "*"
         lines.append(f"{name:{width}} {marker}{left.get(name, '')!s:<24.24}  {right.get(name, '')}")
-    lines += _snapshot_diff(store, "code", first.code, second.code)
-    lines += _snapshot_diff(store, "environments", first.environment, second.environment)
+    lines += _snapshot_diff(store, CODE, first.code, second.code)
+    lines += _snapshot_diff(store, ENVIRONMENTS, first.environment, second.environment)
     return "\n".join(lines)
 
 
@@ -109,6 +110,6 @@ def _snapshot_diff(
         new = load_snapshot(store.directory, kind, second)
     except DaggerError as error:
         return [f"{kind}: cannot compare ({error})"]
-    if kind == "code":
+    if kind == CODE:
         return ["code:", code_diff(old, new) or "  (same module source)"]
     return ["environment:", *(f"  {line}" for line in environment_diff(old, new))]

@@ -1,4 +1,5 @@
-"""JSON documents stored once by content: ``<directory>/<kind>/<digest>.json``.
+"""JSON documents stored once by content: ``<directory>/<kind>/<digest>.json``, where
+``kind`` is one of :data:`dagger_wf.store.layout.SNAPSHOT_KINDS`.
 
 Thousands of states usually share one environment and a few versions of the code; each
 distinct document is written once and states refer to it by digest. The digest is
@@ -14,11 +15,16 @@ from typing import Any
 
 from ..errors import CorruptSnapshotError, SnapshotNotFoundError
 from ..hashing import digest
-from ..store.atomic import atomic_write_json
+from .atomic import atomic_write_json
 
 
 def snapshot_path(directory: Path, kind: str, snapshot_digest: str) -> Path:
     return Path(directory) / kind / f"{snapshot_digest}.json"
+
+
+def snapshot_files(directory: Path, kind: str) -> list[Path]:
+    """Every stored snapshot of ``kind``; a file's stem is its digest."""
+    return sorted((Path(directory) / kind).glob("*.json"))
 
 
 def store_snapshot(directory: Path, kind: str, document: Any) -> str:

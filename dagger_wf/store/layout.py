@@ -1,0 +1,41 @@
+"""The names inside an experiment directory, spelled here and nowhere else.
+
+Layout::
+
+    experiment.json          which state class, which root, which format
+    states/<key>.json        metadata of a computed state (written last: the "done" mark)
+    payloads/<key>.payload   its NONHASHED_ATTRIBUTES (small buffers inline)
+    blobs/<sha256>           large arrays and tensors, by content: stored once, shared
+    failures/<key>/<time>.json  metadata of each failed attempt, with its traceback
+    running/<key>.json       who is computing the state now (gone once it is stored)
+    evaluations/<key>/<time>.json  each run of a Function on the state: status, metrics
+    code/<digest>.json       code snapshots, by content
+    environments/<digest>.json  environment snapshots, by content
+    workflow/                the files of an emitted Snakemake workflow
+
+The names are relative to the directory; ``record_name("{key}")`` is also the pattern a
+Snakefile's rules use as their targets.
+"""
+
+EXPERIMENT_FILE = "experiment.json"
+STATES = "states"
+PAYLOADS = "payloads"
+BLOBS = "blobs"
+FAILURES = "failures"
+RUNNING = "running"
+EVALUATIONS = "evaluations"
+WORKFLOW = "workflow"
+# Content-addressed JSON snapshots (see dagger_wf.store.snapshots), one folder per kind.
+CODE = "code"
+ENVIRONMENTS = "environments"
+SNAPSHOT_KINDS = (CODE, ENVIRONMENTS)
+
+
+def record_name(key: str) -> str:
+    """Where a computed state's metadata lives, relative to the directory."""
+    return f"{STATES}/{key}.json"
+
+
+def payload_name(key: str) -> str:
+    """Where a computed state's payload lives, relative to the directory."""
+    return f"{PAYLOADS}/{key}.payload"
