@@ -54,6 +54,7 @@ from .explain import explain_key
 from .parameters import parameters
 from .promise import ExperimentStatePromise
 from .recipe import Function, Recipe, function
+from .records import Status
 from .state import ExperimentState
 from .version import __version__ as __version__
 
@@ -98,6 +99,7 @@ __all__ = [
     "StateNotComputedError",
     "StateNotFoundError",
     "StaticExperimentTree",
+    "Status",
     "TreeAlreadySpawnedError",
     "TreeNotSpawnedError",
     "UnhashablePropertyError",

@@ -22,8 +22,8 @@ from .errors import (
     UnknownParameterError,
     UnusedOverridesError,
 )
-from .experiment import EMIT_INSTEAD_OF_RUN, RUN_DEFAULTS
 from .parameters import parse_assignments, script_overrides
+from .settings import RunSettings, run_session
 from .store import ExperimentStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -47,23 +47,19 @@ def _run_script(script: Path, script_arguments: Sequence[str]) -> None:
 def _run(arguments: argparse.Namespace) -> int:
     """Run the user's script with typed overrides, a seed and a scheduler."""
     overrides = parse_assignments(arguments.overrides)
-    token = RUN_DEFAULTS.set(
-        {
-            "seed": arguments.seed,
-            "scheduler": arguments.scheduler,
-            "check_purity": arguments.check_purity,
-        }
+    settings = RunSettings(
+        scheduler=arguments.scheduler or RunSettings.scheduler,
+        seed=arguments.seed,
+        check_purity=arguments.check_purity,
     )
     try:
-        with script_overrides(overrides) as used:
+        with run_session(settings), script_overrides(overrides) as used:
             _run_script(Path(arguments.script), [])
     except (UnknownParameterError, InvalidOverrideError, UnusedOverridesError, CommandLineError):
         raise
     except Exception:
         traceback.print_exc()
         return EXIT_FAILED
-    finally:
-        RUN_DEFAULTS.reset(token)
     if overrides and not used:
         raise UnusedOverridesError(
             f"{arguments.script} never called dg.parameters(...), so {sorted(overrides)} "
@@ -74,17 +70,15 @@ def _run(arguments: argparse.Namespace) -> int:
 
 def _snakefile(arguments: argparse.Namespace) -> int:
     """Run the user's script with exp.run() replaced by writing the Snakemake workflow."""
-    request = {
-        "snakefile": arguments.snakefile,
-        "max_group_size": arguments.group_size,
-        "seed": arguments.seed,
-    }
-    token = EMIT_INSTEAD_OF_RUN.set(request)
-    try:
+    settings = RunSettings(
+        runner="snakemake",
+        seed=arguments.seed,
+        snakefile=Path(arguments.snakefile),
+        max_group_size=arguments.group_size,
+    )
+    with run_session(settings) as session:
         _run_script(Path(arguments.script), arguments.script_arguments)
-    finally:
-        EMIT_INSTEAD_OF_RUN.reset(token)
-    if not request.get("emitted"):
+    if not session.reports:
         raise CommandLineError(
             f"{arguments.script} never called exp.run(), so there was no tree to write; "
             "run the script that defines and runs the experiment."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keyword
 from collections.abc import Iterable, Set
 
-from .errors import ReservedPropertyNameError
+from .errors import OverlappingAttributesError, ReservedPropertyNameError
 
 
 def check_declared_names(
@@ -27,3 +27,17 @@ def check_declared_names(
 
 def public_names(cls: type) -> set[str]:
     return {name for name in dir(cls) if not name.startswith("__")}
+
+
+def check_state_declarations(cls: type, reserved: Set[str]) -> None:
+    """A state class's PROPERTIES and NONHASHED_ATTRIBUTES: valid, free, and disjoint."""
+    properties = list(getattr(cls, "PROPERTIES", []))
+    nonhashed = list(getattr(cls, "NONHASHED_ATTRIBUTES", []))
+    check_declared_names(cls, "PROPERTIES", properties, reserved)
+    check_declared_names(cls, "NONHASHED_ATTRIBUTES", nonhashed, reserved)
+    overlap = sorted(set(properties) & set(nonhashed))
+    if overlap:
+        raise OverlappingAttributesError(
+            f"{cls.__qualname__} declares {overlap} in both PROPERTIES (hashed) and "
+            "NONHASHED_ATTRIBUTES (not hashed); keep each name in exactly one of them."
+        )

@@ -30,7 +30,7 @@ SKIPS = (EventKind.SKIPPED, EventKind.FUNCTION_SKIPPED)
 @dataclasses.dataclass(frozen=True)
 class RunEvent:
     run_id: str
-    state_key: str
+    key: str
     kind: EventKind
     label: str  # the recipe, root state or Function it concerns, for messages
     duration_s: float = 0.0
@@ -46,7 +46,7 @@ class RunEvent:
         if self.error is not None:
             return self.error
         return RecipeFailedError(
-            f"{self.label} for state {self.state_key[:12]} failed:\n{self.traceback or ''}"
+            f"{self.label} for state {self.key[:12]} failed:\n{self.traceback or ''}"
         )
 
 
@@ -75,7 +75,7 @@ class RunReport:
         return ", ".join(counts)
 
     def keys(self, kind: EventKind) -> set[str]:
-        return {event.state_key for event in self.events if event.kind is kind}
+        return {event.key for event in self.events if event.kind is kind}
 
     @property
     def ran(self) -> set[str]:
@@ -105,7 +105,7 @@ class RunReport:
         first = failures[0]
         lines = [f"dagger_wf: {len(failures)} failure(s) in this run (other branches finished):"]
         lines += [
-            f"  - {event.label} for state {event.state_key[:12]}: "
+            f"  - {event.label} for state {event.key[:12]}: "
             f"{type(event.error).__name__}: {event.error}"
             for event in failures
         ]

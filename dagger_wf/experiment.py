@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib
 import warnings
 from collections.abc import Iterator
@@ -21,11 +20,12 @@ from .errors import (
     TreeNotSpawnedError,
     UnknownPropertyError,
 )
-from .events import EMITTED, RunReport
+from .events import RunReport
 from .hashing import module_name, root_key
 from .parameters import check_overrides_used
 from .plan import Plan
 from .promise import ExperimentStatePromise
+from .settings import current_settings, record_run
 from .state import ExperimentState
 from .store import ExperimentStore
 
@@ -34,15 +34,6 @@ if TYPE_CHECKING:
 
     from .analysis import StaticExperimentTree
     from .runners.purity import PurityReport
-
-# Set by ``dagger-wf run``: defaults for run()'s scheduler and seed.
-RUN_DEFAULTS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "RUN_DEFAULTS", default=None
-)
-# Set by ``dagger-wf snakefile``: run() writes the workflow (with these arguments) instead.
-EMIT_INSTEAD_OF_RUN: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "EMIT_INSTEAD_OF_RUN", default=None
-)
 
 
 class Experiment:
@@ -165,26 +156,24 @@ class Experiment:
         tree, so states already stored are reused, with a SeedMismatchWarning).
         ``dagger-wf run --seed/--scheduler`` set the defaults of both.
         """
-        check_overrides_used()
-        emit_request = EMIT_INSTEAD_OF_RUN.get()
-        if emit_request is not None:
-            emit_request["emitted"] = True
-            snakefile = self.emit_snakefile(
-                emit_request["snakefile"],
-                emit_request["max_group_size"],
-                emit_request["seed"] if emit_request["seed"] is not None else seed,
-            )
-            return RunReport(EMITTED, (), emitted_to=snakefile)
         from .tracking.changes import warn_about_changes
 
-        defaults = RUN_DEFAULTS.get() or {}
-        self.plan.seed = seed if seed is not None else defaults.get("seed")
-        scheduler = scheduler or defaults.get("scheduler") or "single-threaded"
-        report = self._run_plan(self.plan, scheduler, client, progress)
-        self.last_run = report
+        check_overrides_used()
+        settings = current_settings().overridden(scheduler, seed)
+        self.plan.seed = settings.seed
+        options: dict[str, Any]  # the runner's own
+        if settings.runner == "snakemake":
+            options = {"snakefile": settings.snakefile, "max_group_size": settings.max_group_size}
+        else:
+            options = {"scheduler": settings.scheduler, "client": client, "progress": progress}
+        report = self._run_plan(self.plan, settings.runner, **options)
+        record_run(report)
         warn_about_changes(report, self.plan, self.directory)
+        if report.emitted_to is not None:
+            return report
+        self.last_run = report
         report.raise_first_failure()
-        if defaults.get("check_purity"):
+        if settings.check_purity:
             self._check_purity_of_each_recipe(report)
         return report
 
@@ -212,19 +201,14 @@ class Experiment:
         Like ``run()``, it warns when stored states it reuses were made by code that has
         changed since, or with another seed.
         """
-        from .runners.grouping import DEFAULT_GROUP_SIZE
-        from .runners.snakemake import emit_workflow
-        from .runners.transition import stored_state_events
-        from .tracking.changes import snapshot_plan_code, warn_about_changes
+        from .tracking.changes import warn_about_changes
 
-        self._spawned_root("emit")
-        self.save()
         self.plan.seed = seed
-        snapshot_plan_code(self.plan, self.directory)
-        events = stored_state_events(self.plan, self.store)
-        path = emit_workflow(self.plan, self.store, snakefile, max_group_size or DEFAULT_GROUP_SIZE)
-        warn_about_changes(RunReport(EMITTED, events, path), self.plan, self.directory)
-        return path
+        report = self._run_plan(
+            self.plan, "snakemake", snakefile=snakefile, max_group_size=max_group_size
+        )
+        warn_about_changes(report, self.plan, self.directory)
+        return Path(snakefile).absolute()
 
     def check_purity(
         self, target: ExperimentStatePromise | ExperimentState | str, n: int = 2
@@ -249,19 +233,17 @@ class Experiment:
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
         """Compute one defined state (and its ancestors) and return it, payload loaded."""
         state = self.defined_state(key)
-        self._run_plan(self.plan.lineage(key), scheduler, None, None).raise_first_failure()
+        self._run_plan(self.plan.lineage(key), "dask", scheduler=scheduler).raise_first_failure()
         state.restore()
         return state
 
-    def _run_plan(
-        self, plan: Plan, scheduler: str, client: Any, progress: bool | None
-    ) -> RunReport:
+    def _run_plan(self, plan: Plan, runner_name: str, **options: Any) -> RunReport:
+        """Run ``plan`` with the runner of that name (``options`` are the runner's own)."""
         from .runners import get_runner
-
-        self._spawned_root("run")
         from .tracking.changes import snapshot_plan_code
 
-        runner = get_runner("dask", scheduler=scheduler, client=client, progress=progress)
+        self._spawned_root("emit" if runner_name == "snakemake" else "run")
+        runner = get_runner(runner_name, **options)
         self.save()
         snapshot_plan_code(plan, self.directory)
         return runner.run(plan, self.store)

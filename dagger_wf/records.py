@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
 from .codec import from_json, to_json
@@ -10,6 +11,14 @@ from .hashing import RecipeIdentity
 from .metrics import from_json_series, to_json_series
 
 RECORD_FORMAT = 1
+
+
+class Status(enum.StrEnum):
+    """Where a state stands. Equal to its plain string, so ``state.status == "done"`` holds."""
+
+    DONE = "done"  # computed and stored
+    FAILED = "failed"  # its latest attempt failed; the traceback is kept
+    PENDING = "pending"  # not computed (or being computed now); never stored as a record
 
 
 def identity_to_json(identity: RecipeIdentity) -> dict[str, Any]:
@@ -40,7 +49,7 @@ class StateRecord:
     recipe: RecipeIdentity | None
     properties: dict[str, Any]
     tags: tuple[str, ...]
-    status: str  # "done" or "failed"
+    status: Status  # DONE or FAILED
     started: str | None = None
     finished: str | None = None
     duration_s: float | None = None
@@ -89,6 +98,7 @@ class StateRecord:
             recipe=identity_from_json(document["recipe"]) if document["recipe"] else None,
             properties=from_json(document["properties"]),
             tags=tuple(document["tags"]),
+            status=Status(document["status"]),
             metrics=from_json_series(document.get("metrics", {})),
         )
         return cls(**values)

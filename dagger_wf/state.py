@@ -7,17 +7,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .declarations import check_declared_names, public_names
+from .declarations import check_state_declarations, public_names
 from .errors import (
     MetricOutsideRunError,
-    OverlappingAttributesError,
     SlimStateError,
     StateNotComputedError,
     UnknownMetricError,
 )
 from .hashing import RecipeIdentity, child_key, identity_of, root_key
 from .metrics import append_metric
-from .records import StateRecord
+from .records import StateRecord, Status
 from .storage import StateStorage
 
 
@@ -56,7 +55,7 @@ class TreeOwner(Protocol):
 
 # Attributes every state carries for dagger_wf itself; never part of the payload.
 BOOKKEEPING_ATTRIBUTES = frozenset(
-    {
+    [
         "parent",
         "parent_sha",
         "children",
@@ -69,27 +68,13 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "save_pre_hooks",
         "save_post_hooks",
         "record",
+        "seed",
         "_sha",
         "_storage",
         "_metrics",
         "_recording",
-        "seed",
-    }
+    ]
 )
-
-
-def _validate_declared_names(cls: type[ExperimentState]) -> None:
-    properties = list(cls.PROPERTIES)
-    nonhashed = list(cls.NONHASHED_ATTRIBUTES)
-    reserved = BOOKKEEPING_ATTRIBUTES | public_names(ExperimentState)
-    check_declared_names(cls, "PROPERTIES", properties, reserved)
-    check_declared_names(cls, "NONHASHED_ATTRIBUTES", nonhashed, reserved)
-    overlap = sorted(set(properties) & set(nonhashed))
-    if overlap:
-        raise OverlappingAttributesError(
-            f"{cls.__qualname__} declares {overlap} in both PROPERTIES (hashed) and "
-            "NONHASHED_ATTRIBUTES (not hashed); keep each name in exactly one of them."
-        )
 
 
 class ExperimentState:
@@ -105,7 +90,7 @@ class ExperimentState:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _validate_declared_names(cls)
+        check_state_declarations(cls, BOOKKEEPING_ATTRIBUTES | public_names(ExperimentState))
 
     def __init__(
         self, parent_sha: str | None = None, experiment_object: TreeOwner | None = None
@@ -193,9 +178,10 @@ class ExperimentState:
         return combined
 
     @property
-    def status(self) -> str:
-        """``"done"``, ``"failed"`` (see :attr:`error`) or ``"pending"`` (never stored)."""
-        return self.record.status if self.record else "pending"
+    def status(self) -> Status:
+        """DONE, FAILED (see :attr:`error`) or PENDING (never stored); equal to the strings
+        ``"done"``, ``"failed"`` and ``"pending"``."""
+        return self.record.status if self.record else Status.PENDING
 
     @property
     def error(self) -> str | None:
@@ -341,7 +327,7 @@ class ExperimentState:
         if state.get("slim_loaded") and name in type(self).NONHASHED_ATTRIBUTES:
             key = str(state.get("_sha"))[:12]
             record = state.get("record")
-            if record is not None and record.status == "failed":
+            if record is not None and record.status is Status.FAILED:
                 raise SlimStateError(
                     f"State {key} failed, so it has no {name!r}; its traceback is in "
                     f"state.error:\n{record.error}"
@@ -372,7 +358,7 @@ class ExperimentState:
 def record_of(
     state: ExperimentState,
     identity: RecipeIdentity | None,
-    status: str,
+    status: Status,
     details: dict[str, Any],
 ) -> StateRecord:
     """The metadata stored for ``state``: its key, lineage, properties, tags and metrics."""
@@ -398,7 +384,7 @@ def store_state(
     """Write a computed state (payload, then metadata), running its save hooks around it."""
     for hook in state.save_pre_hooks:
         hook()
-    record = record_of(state, identity, "done", details)
+    record = record_of(state, identity, Status.DONE, details)
     state.record = storage.write_state(record, state.payload())
     for hook in state.save_post_hooks:
         hook()
@@ -421,3 +407,42 @@ def load_state(
     state = state_class.from_record(record, storage)
     fill_payload(state, storage, record)
     return state
+
+
+# ---------------------------------------------------------------- during a step
+
+
+def step_child(parent: ExperimentState, recipe: StepRecipe, key: str) -> ExperimentState:
+    """The child a recipe will change, with its key fixed: known from the plan, it is
+    never recomputed where the recipe's source may be absent (a cluster node)."""
+    child = parent.new_state(recipe)
+    child._sha = key
+    return child
+
+
+@contextlib.contextmanager
+def recording(state: ExperimentState) -> Iterator[None]:
+    """Inside the block, ``state.log_metric`` records (a recipe or Function is running)."""
+    state._recording = True
+    try:
+        yield
+    finally:
+        state._recording = False
+
+
+def logged_metrics(state: ExperimentState) -> dict[str, list[list[float]]]:
+    """What was logged on ``state`` in this process (not what was stored before)."""
+    return dict(state._metrics)
+
+
+def adopt_result(
+    result: ExperimentState, made_from: ExperimentState, key: str, recipe: StepRecipe
+) -> ExperimentState:
+    """Whatever object ``run()`` returned is the state ``key`` names: it takes the key,
+    lineage, storage and logged metrics of the child it was made from."""
+    result._recording = False
+    result._metrics = {**made_from._metrics, **result._metrics}
+    result._sha, result.parent_sha, result.recipe = key, made_from.parent_sha, recipe
+    result.root_state = False
+    result._storage = made_from._storage
+    return result

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ..records import Status
 from ..state import ExperimentState
 
-_STATUS_COLOURS = {"done": "black", "failed": "red", "pending": "grey"}
+_STATUS_COLOURS = {Status.DONE: "black", Status.FAILED: "red", Status.PENDING: "grey"}
 
 
 def _label(node: ExperimentState) -> str:
     recipe = node.recipe
     step = "root" if recipe is None else getattr(recipe, "class_name", type(recipe).__name__)
     lines = [f"{node.sha()[:10]}  {step}", *sorted(node.tags)]
-    if node.status == "failed":
+    if node.status is Status.FAILED:
         lines.append("FAILED")
     return "\\n".join(line.replace('"', "'") for line in lines)
 

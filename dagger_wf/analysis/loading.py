@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 from ..errors import CorruptStateError, CorruptStateWarning
+from ..records import Status
 from ..state import ExperimentState, TreeOwner
 from ..store import ExperimentStore
 from .tree import StaticExperimentTree
@@ -37,6 +38,6 @@ def load_tree(
     tree = StaticExperimentTree(node_map, roots, corrupt, store.directory)
     if not slim:
         for state in node_map.values():
-            if state.status == "done":
+            if state.status is Status.DONE:
                 state.restore()
     return tree

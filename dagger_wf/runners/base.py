@@ -11,11 +11,15 @@ from ..plan import Plan
 from ..store import ExperimentStore
 
 # name -> "module:Class", imported only when that runner is used
-RUNNERS = {"dask": "dagger_wf.runners.dask:DaskRunner"}
+RUNNERS = {
+    "dask": "dagger_wf.runners.dask:DaskRunner",
+    "snakemake": "dagger_wf.runners.snakemake:SnakemakeEmitter",
+}
 
 
 class Runner(Protocol):
-    """Computes every state of a plan into a store; returns what happened to each."""
+    """Computes every state of a plan into a store (or, for Snakemake, writes the workflow
+    that will); returns what happened to each."""
 
     def run(self, plan: Plan, store: ExperimentStore) -> RunReport: ...
 

@@ -18,7 +18,7 @@ from ..plan import Plan
 from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
 from .progress import RunProgress
-from .transition import apply_function, compute_state, step_label
+from .transition import StepContext, apply_function, compute_state, step_label
 
 SCHEDULERS = {
     "single-threaded": "sync",
@@ -44,29 +44,23 @@ def build_graph(
     known_failures = known_failures or {}
     graph: dict[str, tuple] = {}
     state_tasks: dict[str, str] = {}
-    directory = str(store.directory)
+    context = StepContext(str(store.directory), plan.state_class, run_id, "dask", plan.seed)
     for key, planned in plan.states.items():
         name = f"state-{key}-{run_id}"
         parent_task = state_tasks.get(planned.parent_key) if planned.parent_key else None
         task_planned = dataclasses.replace(planned, functions=[])
-        arguments = (
-            directory,
-            task_planned,
-            plan.state_class,
-            parent_task,
-            run_id,
-            "dask",
-            plan.seed,
-        )
         if key in known_failures:
             graph[name] = (_replay, known_failures[key])
         else:
-            graph[name] = (compute_state, *arguments)
+            graph[name] = (compute_state, context, task_planned, parent_task)
         state_tasks[key] = name
         for index, function in enumerate(planned.functions):
             graph[f"function-{index}-{key}-{run_id}"] = (
                 apply_function,
-                *(directory, key, plan.state_class, function, name, run_id, plan.seed),
+                context,
+                key,
+                function,
+                name,
             )
     return graph, state_tasks
 

@@ -19,11 +19,13 @@ from typing import Any
 
 import cloudpickle
 
+from ..events import EMITTED, RunReport
 from ..plan import Plan
 from ..store import ExperimentStore, layout
 from ..store.atomic import atomic_write, atomic_write_json
 from ..version import __version__
 from .grouping import DEFAULT_GROUP_SIZE, assign_groups
+from .transition import stored_state_events
 
 # The runner's own files, in the store's workflow folder.
 MANIFEST_NAME = "manifest.json"
@@ -147,3 +149,21 @@ def emit_workflow(
     text = render_snakefile(plan_rules(plan), settings.name)
     atomic_write(snakefile, lambda file: file.write(text.encode("ascii")))
     return snakefile
+
+
+class SnakemakeEmitter:
+    """The "snakemake" runner: computes nothing here, writes the workflow that will.
+
+    Its report lists the stored states the workflow will reuse (as CACHED events), so
+    that emitting warns about their code and seeds as a run does."""
+
+    def __init__(
+        self, snakefile: str | Path = "Snakefile", max_group_size: int | None = None
+    ) -> None:
+        self.snakefile = snakefile
+        self.max_group_size = max_group_size or DEFAULT_GROUP_SIZE
+
+    def run(self, plan: Plan, store: ExperimentStore) -> RunReport:
+        events = stored_state_events(plan, store)
+        path = emit_workflow(plan, store, self.snakefile, self.max_group_size)
+        return RunReport(EMITTED, events, emitted_to=path)

@@ -20,7 +20,7 @@ from ..plan import Plan
 from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
-from .transition import apply_function, compute_state
+from .transition import StepContext, apply_function, compute_state
 
 
 @functools.cache
@@ -51,9 +51,8 @@ def compute_state_job(store_directory: str | Path, key: str) -> None:
     store = ExperimentStore(store_directory)
     plan = load_plan(store.directory)
     runner, run_id = _runner()
-    event = compute_state(
-        str(store.directory), plan.states[key], plan.state_class, None, run_id, runner, plan.seed
-    )
+    context = StepContext(str(store.directory), plan.state_class, run_id, runner, plan.seed)
+    event = compute_state(context, plan.states[key], None)
     if event.kind in FAILURES:
         error = event.exception()
         error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
@@ -65,11 +64,10 @@ def apply_functions_job(store_directory: str | Path, key: str, done_marker: str)
     """Run every Function defined on ``key``; touch ``done_marker`` when all succeeded."""
     store = ExperimentStore(store_directory)
     plan = load_plan(store.directory)
-    _, run_id = _runner()
+    runner, run_id = _runner()
+    context = StepContext(str(store.directory), plan.state_class, run_id, runner, plan.seed)
     for function in plan.states[key].functions:
-        event = apply_function(
-            str(store.directory), key, plan.state_class, function, None, run_id, plan.seed
-        )
+        event = apply_function(context, key, function, None)
         if event.kind is EventKind.FUNCTION_FAILED:
             raise event.exception()
     Path(done_marker).parent.mkdir(parents=True, exist_ok=True)

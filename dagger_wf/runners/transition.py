@@ -27,8 +27,17 @@ from ..events import EMITTED, FAILURES, SKIPS, EventKind, RunEvent
 from ..hashing import recipe_code_version
 from ..metrics import metrics_from_return, to_json_series
 from ..plan import Plan, PlannedState
-from ..records import StateRecord
-from ..state import ExperimentState, StepFunction, load_state, store_state
+from ..records import StateRecord, Status
+from ..state import (
+    ExperimentState,
+    StepFunction,
+    adopt_result,
+    load_state,
+    logged_metrics,
+    recording,
+    step_child,
+    store_state,
+)
 from ..store import ExperimentStore
 from ..tracking.changes import environment_digest
 from ..tracking.seeding import seed_everything, seed_from_key
@@ -147,46 +156,46 @@ def initial_state(
     if planned.recipe is None or planned.parent_key is None:
         return state_class.new_root(planned.root_properties or {}, planned.key, store)
     _check_code_version(planned)
-    state = load_state(store, planned.parent_key, state_class).new_state(planned.recipe)
-    state._sha = planned.key  # known; never recomputed where the recipe's source may be absent
-    return state
+    return step_child(
+        load_state(store, planned.parent_key, state_class), planned.recipe, planned.key
+    )
 
 
 def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
     seed_everything(seed)
-    state._recording = True
     state.seed = seed
     if planned.recipe is None:
-        state.initialize_state(**(planned.root_properties or {}))
-        state._recording = False
+        with recording(state):
+            state.initialize_state(**(planned.root_properties or {}))
         return state
-    result = _checked_result(planned, planned.recipe.run(state))
-    state._recording = result._recording = False
-    result._metrics = {**state._metrics, **result._metrics}
-    # Whatever object run() returned, it is the state this key names.
-    result._sha, result.parent_sha, result.recipe = planned.key, planned.parent_key, planned.recipe
-    result.root_state = False
-    result._storage = state._storage
-    return result
+    with recording(state):
+        result = _checked_result(planned, planned.recipe.run(state))
+    return adopt_result(result, state, planned.key, planned.recipe)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What every step of one run shares, shipped with each step to its worker."""
+
+    store_directory: str
+    state_class: type[ExperimentState]
+    run_id: str
+    runner: str  # recorded with each state: "dask", "snakemake", "slurm:<job id>"
+    global_seed: int | None = None  # the run's own seed, if the user gave one
 
 
 def compute_state(
-    store_directory: str,
-    planned: PlannedState,
-    state_class: type[ExperimentState],
-    parent_event: RunEvent | None,
-    run_id: str,
-    runner: str,
-    global_seed: int | None = None,
+    context: StepContext, planned: PlannedState, parent_event: RunEvent | None
 ) -> RunEvent:
     """Compute and store one state unless it is stored already or its parent failed."""
+    state_class, run_id, runner = context.state_class, context.run_id, context.runner
     label = step_label(planned, state_class)
     if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(run_id, planned.key, EventKind.SKIPPED, label)
-    store = ExperimentStore(store_directory)
+    store = ExperimentStore(context.store_directory)
     if store.is_done(planned.key):
         return _cached(store, planned, run_id, label)
-    seed = seed_from_key(planned.key, global_seed)
+    seed = seed_from_key(planned.key, context.global_seed)
     details: dict[str, Any] = {
         "started": _now(),
         "host": socket.gethostname(),
@@ -210,7 +219,7 @@ def compute_state(
         properties = state.property_values() if state is not None else None
         record = failure_record(planned, state_class, details, duration, error, text, properties)
         if state is not None:  # what it logged before failing
-            record = dataclasses.replace(record, metrics=dict(state._metrics))
+            record = dataclasses.replace(record, metrics=logged_metrics(state))
         store.write_failure(record)
         store.clear_running(planned.key)
         return RunEvent(
@@ -240,7 +249,7 @@ def failure_record(
         recipe=planned.identity,
         properties=properties if properties is not None else dict(planned.root_properties or {}),
         tags=tuple(sorted(planned.tags)),
-        status="failed",
+        status=Status.FAILED,
         error=text,
         error_type=type(error).__qualname__,
         **details,
@@ -248,36 +257,31 @@ def failure_record(
 
 
 def apply_function(
-    store_directory: str,
-    key: str,
-    state_class: type[ExperimentState],
-    function: StepFunction,
-    state_event: RunEvent | None,
-    run_id: str,
-    global_seed: int | None = None,
+    context: StepContext, key: str, function: StepFunction, state_event: RunEvent | None
 ) -> RunEvent:
     """Run ``function`` on the stored state ``key`` (always, cached or not), unless the
     event of computing that state says it failed (None: the state is known to be done).
 
     Each run is recorded (``evaluations/<key>/``) with its status and the metrics the
     Function logged or returned (a dict of numbers)."""
+    run_id = context.run_id
     if state_event is not None and state_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(run_id, key, EventKind.FUNCTION_SKIPPED, repr(function))
-    store = ExperimentStore(store_directory)
+    store = ExperimentStore(context.store_directory)
     evaluation = {"key": key, "function": function.name, "run_id": run_id, "started": _now()}
     start = time.perf_counter()
     state = None
     try:
-        state = load_state(store, key, state_class)
-        seed_everything(seed_from_key(key, global_seed))
-        state._recording = True
-        returned = function.op(state)
-        metrics = {**state._metrics, **metrics_from_return(returned)}
+        state = load_state(store, key, context.state_class)
+        seed_everything(seed_from_key(key, context.global_seed))
+        with recording(state):
+            returned = function.op(state)
+        metrics = {**logged_metrics(state), **metrics_from_return(returned)}
     except Exception as error:
         text = traceback.format_exc()
         duration = time.perf_counter() - start
-        metrics = state._metrics if state is not None else {}
-        evaluation.update(status="failed", error=text, error_type=type(error).__qualname__)
+        metrics = logged_metrics(state) if state is not None else {}
+        evaluation.update(status=Status.FAILED, error=text, error_type=type(error).__qualname__)
         _write_evaluation(store, evaluation, duration, metrics)
         return RunEvent(
             run_id,
@@ -289,7 +293,7 @@ def apply_function(
             text,
         )
     duration = time.perf_counter() - start
-    _write_evaluation(store, {**evaluation, "status": "done"}, duration, metrics)
+    _write_evaluation(store, {**evaluation, "status": Status.DONE}, duration, metrics)
     return RunEvent(run_id, key, EventKind.FUNCTION_RAN, repr(function), duration)
 
 

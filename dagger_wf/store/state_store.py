@@ -25,7 +25,7 @@ from ..errors import (
     StateNotComputedError,
 )
 from ..metrics import from_json_series
-from ..records import StateRecord
+from ..records import StateRecord, Status
 from . import layout
 from .atomic import atomic_write_json
 from .payload import read_payload, write_payload
@@ -208,7 +208,7 @@ class ExperimentStore:
         """Every metric series of one attempt: the recipe's own over the latest that each
         Function recorded. A failed attempt has only what it logged before failing, since
         Functions run on done states."""
-        if record.status != "done":
+        if record.status is not Status.DONE:
             return dict(record.metrics)
         return {**self.evaluation_metrics(record.key), **record.metrics}
 

@@ -51,7 +51,7 @@ def environment_digest(directory: Path) -> str:
 def warn_about_changes(report: RunReport, plan: Plan, directory: Path) -> None:
     """Warn about cached states whose code changed, and about new states that extend
     states made in another environment; each distinct change once."""
-    events = {event.state_key: event for event in report.events if event.kind in _STATES}
+    events = {event.key: event for event in report.events if event.kind in _STATES}
     changes: set[tuple[str, str, str]] = set()  # (kind, stored digest, current digest)
     for key, event in events.items():
         planned = plan.states.get(key)
@@ -71,11 +71,11 @@ def warn_about_changes(report: RunReport, plan: Plan, directory: Path) -> None:
 
 def _warn_about_seeds(report: RunReport, plan: Plan) -> None:
     reused = [
-        event.state_key
+        event.key
         for event in report.events
         if event.kind is EventKind.CACHED
         and event.stored_seed is not None
-        and event.stored_seed != seed_from_key(event.state_key, plan.seed)
+        and event.stored_seed != seed_from_key(event.key, plan.seed)
     ]
     if reused:
         asked = "no seed" if plan.seed is None else f"seed={plan.seed}"

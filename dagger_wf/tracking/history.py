@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptStateError, CorruptStateWarning
-from ..records import StateRecord
+from ..records import StateRecord, Status
 from ..store import ExperimentStore
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def _row(record: StateRecord, metrics: dict[str, list[list[float]]]) -> dict[str
         "key": record.key,
         "parent": record.parent_key,
         "recipe": recipe.class_name if recipe else "(root)",
-        "status": record.status,
+        "status": record.status.value,
         "tags": ",".join(sorted(record.tags)),
         "started": record.started,
         "finished": record.finished,
@@ -45,7 +45,7 @@ def _pending_row(marker: dict[str, Any]) -> dict[str, Any]:
     """A state being computed now (or whose worker died and was not yet recorded)."""
     return {
         "key": marker["key"],
-        "status": "pending",
+        "status": Status.PENDING.value,
         "host": marker.get("host"),
         "runner": marker.get("runner"),
     }

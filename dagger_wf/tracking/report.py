@@ -16,7 +16,7 @@ from .environment import environment_diff
 def _fields(record: StateRecord, store: ExperimentStore) -> dict[str, Any]:
     """The comparable facts of a state, flat: name -> value."""
     fields: dict[str, Any] = {
-        "status": record.status,
+        "status": record.status.value,
         "recipe": record.recipe.class_name if record.recipe else "(root)",
         "parent": (record.parent_key or "")[:12],
         "tags": ", ".join(sorted(record.tags)),
