@@ -25,7 +25,7 @@ from .hashing import module_name, root_key
 from .parameters import check_overrides_used
 from .plan import Plan
 from .promise import ExperimentStatePromise
-from .settings import current_settings, record_run
+from .settings import RunSettings, current_settings, record_run
 from .state import ExperimentState
 from .store import ExperimentStore
 
@@ -161,12 +161,7 @@ class Experiment:
         check_overrides_used()
         settings = current_settings().overridden(scheduler, seed)
         self.plan.seed = settings.seed
-        options: dict[str, Any]  # the runner's own
-        if settings.runner == "snakemake":
-            options = {"snakefile": settings.snakefile, "max_group_size": settings.max_group_size}
-        else:
-            options = {"scheduler": settings.scheduler, "client": client, "progress": progress}
-        report = self._run_plan(self.plan, settings.runner, **options)
+        report = self._run_plan(self.plan, settings, client=client, progress=progress)
         record_run(report)
         warn_about_changes(report, self.plan, self.directory)
         if report.emitted_to is not None:
@@ -204,9 +199,10 @@ class Experiment:
         from .tracking.changes import warn_about_changes
 
         self.plan.seed = seed
-        report = self._run_plan(
-            self.plan, "snakemake", snakefile=snakefile, max_group_size=max_group_size
+        settings = RunSettings(
+            runner="snakemake", seed=seed, snakefile=Path(snakefile), max_group_size=max_group_size
         )
+        report = self._run_plan(self.plan, settings)
         warn_about_changes(report, self.plan, self.directory)
         return Path(snakefile).absolute()
 
@@ -233,17 +229,20 @@ class Experiment:
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
         """Compute one defined state (and its ancestors) and return it, payload loaded."""
         state = self.defined_state(key)
-        self._run_plan(self.plan.lineage(key), "dask", scheduler=scheduler).raise_first_failure()
+        settings = RunSettings(scheduler=scheduler, seed=self.plan.seed)
+        self._run_plan(self.plan.lineage(key), settings).raise_first_failure()
         state.restore()
         return state
 
-    def _run_plan(self, plan: Plan, runner_name: str, **options: Any) -> RunReport:
-        """Run ``plan`` with the runner of that name (``options`` are the runner's own)."""
+    def _run_plan(
+        self, plan: Plan, settings: RunSettings, client: Any = None, progress: bool | None = None
+    ) -> RunReport:
+        """Run ``plan`` with the runner the settings name."""
         from .runners import get_runner
         from .tracking.changes import snapshot_plan_code
 
-        self._spawned_root("emit" if runner_name == "snakemake" else "run")
-        runner = get_runner(runner_name, **options)
+        self._spawned_root("emit" if settings.runner == "snakemake" else "run")
+        runner = get_runner(settings, client=client, progress=progress)
         self.save()
         snapshot_plan_code(plan, self.directory)
         return runner.run(plan, self.store)

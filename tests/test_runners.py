@@ -1,64 +1,12 @@
-"""The Dask runner: every scheduler, keep-going on failure, identical results."""
+"""The Dask runner's own behaviour: reports, progress, lost workers, seeds (what every runner
+shares is pinned in test_runner_contract.py)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from trees import Explode, Prune, State, Train, build_lottery_tree
+from trees import DrawsRandom, Explode, Prune, Sleep, State, Train
 
 import dagger_wf as dg
-
-TESTS_DIR = os.path.dirname(__file__)
-
-
-def _payload_bytes(directory) -> dict[str, bytes]:
-    return {path.stem: path.read_bytes() for path in sorted(directory.glob("payloads/*"))}
-
-
-@pytest.fixture(scope="module")
-def reference_payloads(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("reference")
-    build_lottery_tree(directory)[0].run(scheduler="single-threaded")
-    return _payload_bytes(directory)
-
-
-@pytest.mark.parametrize("scheduler", ["sync", "processes"])
-def test_every_local_scheduler_produces_the_same_bytes(scheduler, tmp_path, reference_payloads):
-    exp, promises = build_lottery_tree(tmp_path)
-    report = exp.run(scheduler=scheduler)
-    assert report.ran == {promise.key for promise in promises.values()}
-    assert _payload_bytes(tmp_path) == reference_payloads
-
-
-def test_threads_scheduler_computes_every_state(tmp_path, reference_payloads):
-    # Python's global RNG is shared between threads, so only the keys are compared here.
-    exp, promises = build_lottery_tree(tmp_path)
-    report = exp.run(scheduler="threads")
-    assert report.ran == {promise.key for promise in promises.values()}
-    assert _payload_bytes(tmp_path).keys() == reference_payloads.keys()
-
-
-@pytest.mark.slow
-def test_distributed_local_cluster_produces_the_same_bytes(
-    tmp_path, reference_payloads, monkeypatch
-):
-    distributed = pytest.importorskip("distributed")
-    # Worker processes import the test recipes by module name.
-    monkeypatch.setenv("PYTHONPATH", TESTS_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        exp, promises = build_lottery_tree(tmp_path)
-        report = exp.run(client=client)
-        failing, doomed, _, healthy = _tree_with_failing_branch(tmp_path / "failing")
-        with pytest.raises(ValueError, match="first failure"):
-            failing.run(client=client)
-    assert report.ran == {promise.key for promise in promises.values()}
-    assert _payload_bytes(tmp_path) == reference_payloads
-    assert failing.last_run.failed == {doomed.key}
-    assert (tmp_path / "failing" / "states" / f"{healthy.key}.json").exists()
 
 
 def _tree_with_failing_branch(directory):
@@ -131,12 +79,12 @@ def test_progress_bar_counts_done_cached_and_failed_states(tmp_path, capsys):
     assert "cached=4, done=0, failed=1" in second
 
 
-def test_progress_bar_is_off_when_not_a_terminal_unless_asked_for(capsys):
-    from dagger_wf.runners.progress import RunProgress
-
-    with RunProgress(10) as automatic, RunProgress(10, enabled=True) as forced:
-        assert automatic._bar.disable  # pytest's stderr is not a terminal
-        assert not forced._bar.disable
+def test_without_a_terminal_a_long_run_draws_no_progress_bar(tmp_path, capsys):
+    # The bar would appear after two seconds; pytest's stderr is not a terminal.
+    exp = dg.Experiment(tmp_path, State)
+    Sleep(2.5)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    exp.run()
+    assert "task" not in capsys.readouterr().err
 
 
 def test_an_exception_that_cannot_be_pickled_comes_back_as_recipe_failed_error(tmp_path):
@@ -164,16 +112,6 @@ def test_a_worker_killed_mid_recipe_fails_that_state_and_the_rest_finishes(tmp_p
     node = dg.Experiment.restore(tmp_path).graph.node(killed.key)
     assert node.status == "failed" and "ended before it finished" in node.error
     assert not list(tmp_path.glob("running/*"))
-
-
-class DrawsRandom(dg.Recipe):
-    def run(self, state):
-        import random
-
-        import numpy as np
-
-        state.weights = [random.random(), float(np.random.default_rng(state.seed).random())]
-        return state
 
 
 def _drawn(directory, seed):

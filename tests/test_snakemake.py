@@ -19,7 +19,6 @@ from trees import (
     State,
     Train,
     build_lottery_tree,
-    record_visit,
 )
 
 import dagger_wf as dg
@@ -55,18 +54,6 @@ def test_states_computed_by_snakemake_are_cached_for_dask(tmp_path):
     run_snakemake(_emit(exp, tmp_path), "local")
     again, promises = build_lottery_tree(tmp_path / "store")
     assert again.run().cached == {promise.key for promise in promises.values()}
-
-
-def test_functions_run_on_every_workflow_run(tmp_path, monkeypatch):
-    visits = tmp_path / "visits.txt"
-    monkeypatch.setenv("DAGGER_TEST_VISITS", str(visits))
-    exp = dg.Experiment(tmp_path / "store", State)
-    trained = Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
-    dg.Function(record_visit)(trained)
-    snakefile = _emit(exp, tmp_path)
-    run_snakemake(snakefile, "local")
-    run_snakemake(snakefile, "local")
-    assert visits.read_text().split() == [trained.key, trained.key]
 
 
 NASTY = 'it\'s "quoted"\n{braces} $(touch PWNED) `touch PWNED` ; rm -rf / ünïcödé ☃'

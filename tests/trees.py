@@ -159,3 +159,28 @@ class Impure(dg.Recipe):
 
         state.weights = [time.perf_counter_ns(), *state.weights[1:]]
         return state
+
+
+class Scale(dg.Recipe):
+    """Deterministic: the same bytes from any runner, threads included."""
+
+    PROPERTIES = ["factor"]
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def run(self, state):
+        state.weights = [w + self.factor * (i + 1) for i, w in enumerate(state.weights)]
+        return state
+
+
+class DrawsRandom(dg.Recipe):
+    """Stochastic: draws from Python's generator and from one seeded by state.seed."""
+
+    def run(self, state):
+        import random
+
+        import numpy as np
+
+        state.weights = [random.random(), float(np.random.default_rng(state.seed).random())]
+        return state

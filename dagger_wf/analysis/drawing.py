@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ..hashing import identity_of
 from ..records import Status
 from ..state import ExperimentState
 
@@ -13,7 +14,7 @@ _STATUS_COLOURS = {Status.DONE: "black", Status.FAILED: "red", Status.PENDING: "
 
 def _label(node: ExperimentState) -> str:
     recipe = node.recipe
-    step = "root" if recipe is None else getattr(recipe, "class_name", type(recipe).__name__)
+    step = "root" if recipe is None else identity_of(recipe).class_name
     lines = [f"{node.sha()[:10]}  {step}", *sorted(node.tags)]
     if node.status is Status.FAILED:
         lines.append("FAILED")

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import RecipeFailedError, UnknownRunnerError, WorkerLostError
 from ..events import EventKind, RunEvent, RunReport
 from ..plan import Plan
+from ..settings import RunSettings
 from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
 from .progress import RunProgress
@@ -79,8 +80,9 @@ class DaskRunner:
     """Runs a plan with a local Dask scheduler or a ``dask.distributed`` client."""
 
     def __init__(
-        self, scheduler: str = "single-threaded", client: Any = None, progress: bool | None = None
+        self, settings: RunSettings, client: Any = None, progress: bool | None = None
     ) -> None:
+        scheduler = settings.scheduler
         if client is None and scheduler not in SCHEDULERS:
             raise UnknownRunnerError(
                 f"Unknown Dask scheduler {scheduler!r}; use one of {sorted(SCHEDULERS)}, "

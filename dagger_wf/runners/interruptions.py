@@ -29,6 +29,14 @@ _STILL_GOING = {
 }
 
 
+def parse_job_state(output: str) -> str | None:
+    """The state in ``sacct -X -n -P -o State`` or ``squeue -h -o %T`` output: its first
+    word ("CANCELLED by 0" is CANCELLED, a truncated "RUNNING+" is RUNNING); None when
+    the command knows no such job (empty output)."""
+    words = output.split()
+    return words[0].rstrip("+") if words else None
+
+
 def slurm_job_state(job_id: str) -> str | None:
     """The SLURM state of a job (TIMEOUT, FAILED, RUNNING, ...), None if unknown."""
     commands = [
@@ -39,12 +47,27 @@ def slurm_job_state(job_id: str) -> str | None:
         try:
             output = subprocess.run(
                 command, capture_output=True, text=True, timeout=30, check=False
-            ).stdout.split()
+            ).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
-        if output:
-            return output[0].rstrip("+")
+        state = parse_job_state(output)
+        if state is not None:
+            return state
     return None
+
+
+def job_end_reason(job_id: str, state: str | None) -> str | None:
+    """Why the states of SLURM job ``job_id`` in ``state`` were not finished; None while
+    the job may still run (or nothing is known of it)."""
+    if state is None or state in _STILL_GOING:
+        return None
+    if state == "TIMEOUT":
+        return (
+            f"SLURM job {job_id} hit its time limit before this state was finished. "
+            "Raise RESOURCES['runtime'] (minutes) on the recipe, emit the workflow "
+            "again and rerun."
+        )
+    return f"SLURM job {job_id} ended ({state}) before this state was finished."
 
 
 def _pid_alive(pid: object) -> bool:
@@ -63,16 +86,7 @@ def interruption_reason(marker: dict[str, Any]) -> str | None:
     """Why the worker of a running marker is gone, or None while it may still run."""
     job_id = marker.get("slurm_job_id")
     if job_id:
-        state = slurm_job_state(job_id)
-        if state is None or state in _STILL_GOING:
-            return None
-        if state == "TIMEOUT":
-            return (
-                f"SLURM job {job_id} hit its time limit before this state was finished. "
-                "Raise RESOURCES['runtime'] (minutes) on the recipe, emit the workflow "
-                "again and rerun."
-            )
-        return f"SLURM job {job_id} ended ({state}) before this state was finished."
+        return job_end_reason(job_id, slurm_job_state(job_id))
     if marker.get("host") != socket.gethostname() or _pid_alive(marker.get("pid")):
         return None
     return (

@@ -21,6 +21,7 @@ import cloudpickle
 
 from ..events import EMITTED, RunReport
 from ..plan import Plan
+from ..settings import RunSettings
 from ..store import ExperimentStore, layout
 from ..store.atomic import atomic_write, atomic_write_json
 from ..version import __version__
@@ -158,10 +159,10 @@ class SnakemakeEmitter:
     that emitting warns about their code and seeds as a run does."""
 
     def __init__(
-        self, snakefile: str | Path = "Snakefile", max_group_size: int | None = None
+        self, settings: RunSettings, client: object = None, progress: object = None
     ) -> None:
-        self.snakefile = snakefile
-        self.max_group_size = max_group_size or DEFAULT_GROUP_SIZE
+        self.snakefile = settings.snakefile
+        self.max_group_size = settings.max_group_size or DEFAULT_GROUP_SIZE
 
     def run(self, plan: Plan, store: ExperimentStore) -> RunReport:
         events = stored_state_events(plan, store)
