@@ -140,14 +140,14 @@ def _gc(arguments: argparse.Namespace) -> int:
 
     garbage = find_garbage(_store(arguments.directory))
     verb = "would remove" if arguments.dry_run else "removed"
-    for path in garbage.paths:
+    for path in garbage.all_paths:
         print(f"{verb} {path}")
     size = garbage.size
     if not arguments.dry_run:
         remove_garbage(garbage)
     print(
         f"{verb} {len(garbage.states)} unreachable state(s) and "
-        f"{len(garbage.paths)} file(s) or folder(s), {size / 1e6:.1f} MB"
+        f"{len(garbage.all_paths)} file(s) or folder(s), {size / 1e6:.1f} MB"
     )
     return EXIT_OK
 

@@ -5,18 +5,33 @@ from __future__ import annotations
 import keyword
 from collections.abc import Iterable, Set
 
-from .errors import OverlappingAttributesError, ReservedPropertyNameError
+from .errors import DeclarationTypeError, OverlappingAttributesError, ReservedPropertyNameError
 
 
 def check_declared_names(
     owner: type, declaration: str, names: Iterable[object], reserved: Set[str]
 ) -> None:
     """Every name is a plain identifier that dagger_wf does not use itself."""
+    if isinstance(names, str) or not isinstance(names, list | tuple):
+        shown = (
+            f"the string {names!r}, which would be read as its letters"
+            if isinstance(names, str)
+            else f"a {type(names).__name__}"
+        )
+        raise DeclarationTypeError(
+            f"{owner.__qualname__}.{declaration} must be a list of attribute names such as "
+            f"['model_name'], not {shown}."
+        )
     for name in names:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ReservedPropertyNameError(
                 f"{owner.__qualname__}.{declaration} holds {name!r}, which is not a valid "
                 "attribute name; use plain identifiers such as 'model_name'."
+            )
+        if name.startswith("__") and name.endswith("__"):
+            raise ReservedPropertyNameError(
+                f"{owner.__qualname__}.{declaration} declares {name!r}: names of the form "
+                f"__name__ belong to Python; use a plain name such as {name.strip('_')!r}."
             )
         if name in reserved:
             raise ReservedPropertyNameError(
@@ -31,8 +46,8 @@ def public_names(cls: type) -> set[str]:
 
 def check_state_declarations(cls: type, reserved: Set[str]) -> None:
     """A state class's PROPERTIES and NONHASHED_ATTRIBUTES: valid, free, and disjoint."""
-    properties = list(getattr(cls, "PROPERTIES", []))
-    nonhashed = list(getattr(cls, "NONHASHED_ATTRIBUTES", []))
+    properties = getattr(cls, "PROPERTIES", [])
+    nonhashed = getattr(cls, "NONHASHED_ATTRIBUTES", [])
     check_declared_names(cls, "PROPERTIES", properties, reserved)
     check_declared_names(cls, "NONHASHED_ATTRIBUTES", nonhashed, reserved)
     overlap = sorted(set(properties) & set(nonhashed))

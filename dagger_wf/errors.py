@@ -33,6 +33,22 @@ class ReservedPropertyNameError(DaggerError, ValueError):
     """A declared property or attribute would overwrite dagger_wf's own bookkeeping."""
 
 
+class DeclarationTypeError(DaggerError, TypeError):
+    """``PROPERTIES`` or ``NONHASHED_ATTRIBUTES`` is not a list or tuple of names."""
+
+
+class UnpicklablePayloadError(DaggerError, TypeError):
+    """An attribute of a state's payload cannot be stored (a lock, a generator, ...)."""
+
+
+class ExperimentPathError(DaggerError, NotADirectoryError):
+    """The path given for an experiment is not (and cannot become) a directory."""
+
+
+class UnsupportedPathError(DaggerError, ValueError):
+    """A store path has characters Snakemake would read as wildcards."""
+
+
 class OverlappingAttributesError(DaggerError, ValueError):
     """A name is declared in both ``PROPERTIES`` and ``NONHASHED_ATTRIBUTES``."""
 
@@ -50,7 +66,8 @@ class RecipeSourceUnavailableError(DaggerError, RuntimeError):
 
 
 class RecipeReturnError(DaggerError, RuntimeError):
-    """A recipe's ``run()`` returned something other than an ExperimentState."""
+    """A recipe's ``run()`` returned something other than the state it was given (or a
+    new state of the same class): not a state, another class's, or another live state."""
 
 
 class RecipeFailedError(DaggerError, RuntimeError):
@@ -115,6 +132,10 @@ class UnknownRunnerError(DaggerError, ValueError):
 
 class InvalidTagError(DaggerError, TypeError):
     """A tag that is not a string."""
+
+
+class ReservedTagError(InvalidTagError, ValueError):
+    """A tag starts with ``!``, which node filters read as "not"."""
 
 
 class InvalidNodeSetOperandError(DaggerError, TypeError):

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from .codec import from_json, to_json
 from .errors import (
+    ExperimentPathError,
     InvalidTagError,
     MissingPropertyError,
+    ReservedTagError,
     StandInStateClassWarning,
     StateClassMismatchError,
     StateNotFoundError,
@@ -46,6 +48,11 @@ class Experiment:
     def __init__(self, directory: str | Path, state_class: type[ExperimentState]) -> None:
         self.directory = Path(directory).absolute()
         self.state_class = state_class
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ExperimentPathError(
+                f"{self.directory} is a file, not a directory; give Experiment(...) the "
+                "directory of the experiment (it is created if it does not exist)."
+            )
         self.store = ExperimentStore(self.directory)
         if self.store.is_experiment():
             _check_state_class(self.store, state_class)
@@ -73,6 +80,12 @@ class Experiment:
             raise InvalidTagError(
                 f"exp.tag() takes a string or a list of strings, not {tag!r}; write e.g. "
                 f'exp.tag(f"lr:{{lr}}").'
+            )
+        negated = [item for item in added if item.startswith("!")]
+        if negated:
+            raise ReservedTagError(
+                f"Tag {negated[0]!r} starts with '!', which tree.nodes.filter() reads as "
+                f"'not'; name it without the '!' (e.g. {negated[0].lstrip('!')!r})."
             )
         before = list(self.plan.current_tags)
         self.plan.current_tags.extend(added)
@@ -248,19 +261,15 @@ class Experiment:
         return runner.run(plan, self.store)
 
     def save(self) -> None:
-        """Write ``experiment.json``: the state class, the root(s), the root's arguments."""
-        cls = self.state_class
-        roots: list[str] = []
-        if self.store.is_experiment():
-            roots = self.store.read_experiment().get("roots", [])
+        """Record the root and write ``experiment.json``: the state class, the latest
+        root and its arguments."""
         current_root = self.root.sha() if self.root is not None else None
-        if current_root is not None and current_root not in roots:
-            roots.append(current_root)
+        if current_root is not None:
+            self.store.add_root(current_root)
         self.store.write_experiment(
             {
-                **_state_class_description(cls),
+                **_state_class_description(self.state_class),
                 "root": current_root,
-                "roots": roots,
                 "experiment_arguments": to_json(self.experiment_arguments),
             }
         )

@@ -45,6 +45,9 @@ class Plan:
         existing.tags.update(self.current_tags)
         return existing
 
+    def defines(self, key: str) -> bool:
+        return key in self.states
+
     def add_function(self, key: str, function: StepFunction) -> None:
         self.states[key].functions.append(function)
 

@@ -17,6 +17,8 @@ class TreeDefinition(Protocol):
 
     def add_function(self, key: str, function: StepFunction) -> None: ...
 
+    def defines(self, key: str) -> bool: ...
+
 
 class PromiseOwner(TreeOwner, Protocol):
     """What a promise needs of its experiment: where to define steps, and to compute."""

@@ -22,6 +22,12 @@ def _require_promise(step: object, target: object) -> ExperimentStatePromise:
             f"{type(step).__name__} was applied to {target!r}; apply it to the promise "
             "returned by exp.spawn_new_tree(...) or by another recipe call."
         )
+    if not target.experiment_object.plan.defines(target.key):
+        raise ForeignPromiseError(
+            f"{type(step).__name__} was applied to a promise of state {target.key[:12]}, "
+            "which its experiment does not define (a promise made by hand, or for another "
+            "Experiment?); apply it to a promise that spawn_new_tree() or a recipe returned."
+        )
     return target
 
 

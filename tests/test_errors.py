@@ -152,3 +152,154 @@ def test_lazy_load_of_a_state_never_computed_is_named(experiment_dir):
         exp.defined_state(promises["pruned 0.1"].key).lazy_load(),
     ):
         pass
+
+
+# ---------------------------------------------------------------- declarations
+
+
+def test_properties_given_as_a_string_are_refused_not_read_as_letters():
+    with pytest.raises(TypeError) as caught:
+
+        class Letters(dg.ExperimentState):
+            PROPERTIES = "lr"
+
+    assert isinstance(caught.value, dg.DeclarationTypeError)
+    assert "Letters.PROPERTIES" in str(caught.value) and "its letters" in str(caught.value)
+
+
+def test_recipe_properties_given_as_a_set_are_refused():
+    with pytest.raises(dg.DeclarationTypeError, match="a list of attribute names"):
+
+        class Unordered(dg.Recipe):
+            PROPERTIES = {"lr"}
+
+
+def test_dunder_property_names_are_refused():
+    with pytest.raises(dg.ReservedPropertyNameError, match=r"'__dict__'.*belong to Python"):
+
+        class Dunder(dg.ExperimentState):
+            NONHASHED_ATTRIBUTES = ["__dict__"]
+
+
+# ---------------------------------------------------------------- what run() returns
+
+
+class ReturnsAnotherClass(dg.Recipe):
+    def run(self, state):
+        return Unrelated()
+
+
+class Unrelated(dg.ExperimentState):
+    PROPERTIES = ["dataset_name"]
+
+
+def test_run_returning_a_state_of_another_class_fails_that_state_naming_both(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    made = ReturnsAnotherClass()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    with pytest.raises(dg.RecipeReturnError, match="a Unrelated, but the tree holds State"):
+        exp.run()
+    assert exp.last_run.failed == {made.key}
+
+
+def test_run_returning_another_live_state_is_refused_and_keeps_that_states_key(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+
+    class ReturnsTheRoot(dg.Recipe):
+        def run(self, state):
+            return exp.root
+
+    ReturnsTheRoot()(root)
+    with pytest.raises(dg.RecipeReturnError, match="another state of the tree"):
+        exp.run()
+    assert exp.root.sha() == root.key
+
+
+# ---------------------------------------------------------------- experiment directory
+
+
+def test_an_experiment_on_a_regular_file_is_a_not_a_directory_error(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("a,b\n")
+    with pytest.raises(NotADirectoryError) as caught:
+        dg.Experiment(path, State)
+    assert isinstance(caught.value, dg.ExperimentPathError)
+    assert str(path) in str(caught.value)
+    assert path.read_text() == "a,b\n"
+
+
+def test_an_experiment_file_that_is_not_an_object_is_named_as_corrupt(experiment_dir):
+    experiment_dir.mkdir()
+    (experiment_dir / "experiment.json").write_text("[1, 2]")
+    with pytest.raises(dg.CorruptStateError, match="holds a JSON list, not an object"):
+        dg.Experiment(experiment_dir, State)
+
+
+def test_an_experiment_in_a_directory_with_braces_cannot_be_emitted(tmp_path):
+    exp = dg.Experiment(tmp_path / "lr{0.1}", State)
+    Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    with pytest.raises(dg.UnsupportedPathError, match="brace"):
+        exp.emit_snakefile(tmp_path / "Snakefile")
+    assert not (tmp_path / "Snakefile").exists()
+    assert exp.run().ran  # it still runs here
+
+
+# ---------------------------------------------------------------- tags and promises
+
+
+def test_a_tag_starting_with_an_exclamation_mark_is_refused(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    with pytest.raises(ValueError) as caught, exp.tag("!baseline"):
+        pass
+    assert isinstance(caught.value, dg.ReservedTagError)
+    assert "'baseline'" in str(caught.value)
+
+
+def test_a_function_on_a_promise_its_experiment_does_not_define_is_refused(tmp_path):
+    exp = dg.Experiment(tmp_path / "a", State)
+    other = dg.Experiment(tmp_path / "b", State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    stray = dg.ExperimentStatePromise(other, root.key)
+    with pytest.raises(dg.ForeignPromiseError, match="does not define"):
+        dg.Function(print)(stray)
+    with pytest.raises(dg.ForeignPromiseError, match="does not define"):
+        Train(1, 0.1)(stray)
+
+
+# ---------------------------------------------------------------- payloads
+
+
+class StoresALock(dg.Recipe):
+    def run(self, state):
+        import threading
+
+        state.weights = [1.0]
+        state.guard = threading.Lock()
+        return state
+
+
+class StoresDeepNesting(dg.Recipe):
+    def run(self, state):
+        nested: list = []
+        for _ in range(100_000):
+            nested = [nested]
+        state.data = nested
+        return state
+
+
+@pytest.mark.parametrize(
+    ("recipe", "attribute", "says"),
+    [(StoresALock(), "guard", "cannot be pickled"), (StoresDeepNesting(), "data", "too deeply")],
+)
+def test_a_payload_attribute_that_cannot_be_stored_is_named(
+    experiment_dir, recipe, attribute, says
+):
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    made = recipe(root)
+    with pytest.raises(TypeError) as caught:
+        exp.run()
+    assert isinstance(caught.value, dg.UnpicklablePayloadError)
+    assert f"Attribute {attribute!r} of state {made.key[:12]}" in str(caught.value)
+    assert says in str(caught.value)
+    assert exp.last_run.ran == {root.key}

@@ -184,3 +184,18 @@ class DrawsRandom(dg.Recipe):
 
         state.weights = [random.random(), float(np.random.default_rng(state.seed).random())]
         return state
+
+
+class Weights(dg.Recipe):
+    """Large weights (stored as a blob), the same bytes for the same ``size``."""
+
+    PROPERTIES = ["size"]
+
+    def __init__(self, size):
+        self.size = size
+
+    def run(self, state):
+        import numpy as np
+
+        state.weights = np.full(100_000, float(self.size))
+        return state

@@ -34,8 +34,7 @@ def load_tree(
         if parent is not None:
             state.parent = parent
             parent.children.add(state)
-    roots = store.read_experiment().get("roots", [])
-    tree = StaticExperimentTree(node_map, roots, corrupt, store.directory)
+    tree = StaticExperimentTree(node_map, store.root_keys(), corrupt, store.directory)
     if not slim:
         for state in node_map.values():
             if state.status is Status.DONE:

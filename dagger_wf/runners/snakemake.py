@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 
+from ..errors import UnsupportedPathError
 from ..events import EMITTED, RunReport
 from ..plan import Plan
 from ..settings import RunSettings
@@ -139,6 +140,12 @@ def emit_workflow(
     max_group_size: int = DEFAULT_GROUP_SIZE,
 ) -> Path:
     """Write the Snakefile (and its settings beside it) and the store's workflow files."""
+    if set("{}") & set(str(store.directory)):
+        raise UnsupportedPathError(
+            f"The experiment directory {store.directory} has a brace in its path, which "
+            "Snakemake reads as a wildcard, so its states cannot be Snakemake's targets. "
+            "Move the experiment to a directory without braces (or run it with exp.run())."
+        )
     snakefile = Path(snakefile).absolute()
     settings = snakefile.with_name(snakefile.name + SETTINGS_SUFFIX)
     specs = _specs_bytes(plan)

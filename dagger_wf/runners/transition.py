@@ -110,11 +110,27 @@ def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: s
     )
 
 
-def _checked_result(planned: PlannedState, result: object) -> ExperimentState:
+def _checked_result(
+    planned: PlannedState, given: ExperimentState, result: object
+) -> ExperimentState:
+    """What ``run(given)`` returned, if it can be the state ``planned.key`` names: the
+    state given, or a new state of the same class."""
+    recipe = type(planned.recipe).__qualname__
     if not isinstance(result, ExperimentState):
         raise RecipeReturnError(
-            f"{type(planned.recipe).__qualname__}.run() returned {type(result).__name__}, "
-            "not an ExperimentState; end run() with `return state`."
+            f"{recipe}.run() returned {type(result).__name__}, not an ExperimentState; "
+            "end run() with `return state`."
+        )
+    if not isinstance(result, type(given)):
+        raise RecipeReturnError(
+            f"{recipe}.run() returned a {type(result).__qualname__}, but the tree holds "
+            f"{type(given).__qualname__} states; change the state run() was given and return it."
+        )
+    if result is not given and (result.root_state or result.record is not None):
+        raise RecipeReturnError(
+            f"{recipe}.run() returned another state of the tree ({result.sha()[:12]}) "
+            "instead of the state it was given; storing it would change that state's key. "
+            "Change the state run() was given and return it."
         )
     return result
 
@@ -169,7 +185,7 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
             state.initialize_state(**(planned.root_properties or {}))
         return state
     with recording(state):
-        result = _checked_result(planned, planned.recipe.run(state))
+        result = _checked_result(planned, state, planned.recipe.run(state))
     return adopt_result(result, state, planned.key, planned.recipe)
 
 

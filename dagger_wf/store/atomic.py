@@ -38,3 +38,14 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 def atomic_write_json(path: Path, document: Any) -> None:
     text = json.dumps(document, indent=1, sort_keys=True, allow_nan=False)
     atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def refresh(path: Path) -> bool:
+    """Mark a file shared by content (a blob, a snapshot) as just used, so that ``gc``,
+    which leaves young files alone, does not delete it under the process reusing it.
+    False when there is no such file (then write it)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True

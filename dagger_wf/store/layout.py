@@ -2,7 +2,8 @@
 
 Layout::
 
-    experiment.json          which state class, which root, which format
+    experiment.json          which state class, the latest root, which format
+    roots/<key>.json         one file per root ever spawned here (never rewritten)
     states/<key>.json        metadata of a computed state (written last: the "done" mark)
     payloads/<key>.payload   its NONHASHED_ATTRIBUTES (small buffers inline)
     blobs/<sha256>           large arrays and tensors, by content: stored once, shared
@@ -18,6 +19,7 @@ Snakefile's rules use as their targets.
 """
 
 EXPERIMENT_FILE = "experiment.json"
+ROOTS = "roots"
 STATES = "states"
 PAYLOADS = "payloads"
 BLOBS = "blobs"

@@ -28,8 +28,8 @@ from typing import IO, Any
 
 import cloudpickle
 
-from ..errors import CorruptStateError
-from .atomic import atomic_write
+from ..errors import CorruptStateError, UnpicklablePayloadError
+from .atomic import atomic_write, refresh
 
 MAGIC = b"DWFPAYL2"
 BLOB_THRESHOLD = 64 * 1024
@@ -88,7 +88,7 @@ def blob_path(blob_directory: Path, digest: bytes) -> Path:
 def _store_blob(blob_directory: Path, raw: memoryview) -> bytes:
     digest = hashlib.sha256(raw).digest()
     path = blob_path(blob_directory, digest)
-    if not path.is_file():
+    if not refresh(path):
         atomic_write(path, lambda file: file.write(raw))
     return digest
 
@@ -102,12 +102,37 @@ def payload_bytes(value: Any) -> bytes:
     return b"".join([stream.getvalue(), *(bytes(buffer.raw()) for buffer in buffers)])
 
 
+_PICKLING_ERRORS = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
+
+
+def _unpicklable(key: str, payload: Any, error: BaseException) -> UnpicklablePayloadError:
+    """The error naming the first attribute of ``payload`` that cannot be pickled."""
+    culprit = None
+    for name, value in payload.items() if isinstance(payload, dict) else ():
+        try:
+            payload_bytes(value)
+        except _PICKLING_ERRORS:
+            culprit = name
+            break
+    what = f"Attribute {culprit!r}" if culprit else "The payload"
+    cause = (
+        "is nested too deeply to pickle; store a flatter structure"
+        if RecursionError in (type(error), type(error.__cause__))
+        else f"cannot be pickled ({type(error).__name__}: {error}); keep in the payload only "
+        "what pickles, and build locks, open files and generators again where they are used"
+    )
+    return UnpicklablePayloadError(f"{what} of state {key[:12]} {cause}.")
+
+
 def write_payload(path: Path, payload: Any, blob_directory: Path) -> int:
     """Atomically write ``payload`` to ``path`` (large buffers to ``blob_directory``
     first); return the payload's size in bytes, blobs included."""
     stream = io.BytesIO()
     buffers: list[pickle.PickleBuffer] = []
-    _PayloadPickler(stream, protocol=5, buffer_callback=buffers.append).dump(payload)
+    try:
+        _PayloadPickler(stream, protocol=5, buffer_callback=buffers.append).dump(payload)
+    except _PICKLING_ERRORS as error:
+        raise _unpicklable(path.stem, payload, error) from error
     raws = [buffer.raw() for buffer in buffers]
     stored = [
         (raw, _store_blob(blob_directory, raw) if raw.nbytes >= BLOB_THRESHOLD else _INLINE)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import CorruptSnapshotError, SnapshotNotFoundError
 from ..hashing import digest
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, refresh
 
 
 def snapshot_path(directory: Path, kind: str, snapshot_digest: str) -> Path:
@@ -35,7 +35,7 @@ def store_snapshot(directory: Path, kind: str, document: Any) -> str:
     """
     snapshot_digest = digest(kind, document)
     path = snapshot_path(directory, kind, snapshot_digest)
-    if not path.is_file():
+    if not refresh(path):
         atomic_write_json(path, document)
     return snapshot_digest
 

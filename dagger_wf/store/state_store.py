@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -86,6 +87,12 @@ class ExperimentStore:
                 "Pass the directory you gave to Experiment(...), after a run."
             )
         document = _read_json(self.experiment_path)
+        if not isinstance(document, dict):
+            raise CorruptStateError(
+                f"{self.experiment_path} holds a JSON {type(document).__name__}, not an object, "
+                "so it is not an experiment file. Restore it from a copy (the states in "
+                f"{layout.STATES}/ are untouched)."
+            )
         if document.get("format") != EXPERIMENT_FORMAT:
             raise NotAnExperimentError(
                 f"{self.experiment_path} has format {document.get('format')!r}, not "
@@ -94,7 +101,35 @@ class ExperimentStore:
         return document
 
     def write_experiment(self, document: dict[str, Any]) -> None:
+        """Write the experiment's description; its roots are kept apart (``add_root``)."""
+        for key in self._legacy_roots():  # stores written before roots/ existed
+            self.add_root(key)
         atomic_write_json(self.experiment_path, {**document, "format": EXPERIMENT_FORMAT})
+
+    def add_root(self, key: str) -> None:
+        """Record ``key`` as a root. One file per root, never rewritten: processes that
+        spawn roots at the same time cannot lose one another's (no read-modify-write)."""
+        path = self.directory / layout.ROOTS / f"{key}.json"
+        if not path.is_file():
+            atomic_write_json(path, {"key": key, "added_ns": time.time_ns()})
+
+    def root_keys(self) -> list[str]:
+        """Every root ever recorded here, the first spawned first."""
+        added: list[tuple[int, str]] = []
+        for path in (self.directory / layout.ROOTS).glob("*.json"):
+            try:
+                moment = int(json.loads(path.read_bytes())["added_ns"])
+            except (OSError, ValueError, KeyError, TypeError):
+                moment = 0  # unreadable: still a root (gc must keep what it reaches)
+            added.append((moment, path.stem))
+        recorded = [key for _, key in sorted(added)]
+        return [*[key for key in self._legacy_roots() if key not in recorded], *recorded]
+
+    def _legacy_roots(self) -> list[str]:
+        if not self.is_experiment():
+            return []
+        roots = self.read_experiment().get("roots", [])
+        return [key for key in roots if isinstance(key, str)]
 
     # ------------------------------------------------------------ states
 
