@@ -45,7 +45,12 @@ class Experiment:
     only record what to compute (and its keys); ``run()`` computes whatever is not stored.
     """
 
-    def __init__(self, directory: str | Path, state_class: type[ExperimentState]) -> None:
+    def __init__(
+        self, directory: str | Path, state_class: type[ExperimentState], durable: bool = False
+    ) -> None:
+        """``durable=True``: every state this experiment stores, whichever runner stores
+        it, is flushed to the disk (``fsync``) before it counts as done, so that a power
+        loss cannot leave a done mark over missing bytes. A ``kill -9`` cannot anyway."""
         self.directory = Path(directory).absolute()
         self.state_class = state_class
         if self.directory.exists() and not self.directory.is_dir():
@@ -53,7 +58,7 @@ class Experiment:
                 f"{self.directory} is a file, not a directory; give Experiment(...) the "
                 "directory of the experiment (it is created if it does not exist)."
             )
-        self.store = ExperimentStore(self.directory)
+        self.store = ExperimentStore(self.directory, durable)
         if self.store.is_experiment():
             _check_state_class(self.store, state_class)
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -164,7 +164,7 @@ def test_a_state_being_computed_shows_as_pending(experiment_dir):
 
     exp, _ = _fitted_tree(experiment_dir)
     exp.run()
-    ExperimentStore(experiment_dir).mark_running("f" * 64, worker_description("dask"))
-    history = dg.Experiment.restore(experiment_dir).history()
+    with ExperimentStore(experiment_dir).claim("f" * 64, worker_description("dask")):
+        history = dg.Experiment.restore(experiment_dir).history()
     pending = history[history["status"] == "pending"]
     assert list(pending["key"]) == ["f" * 64] and list(pending["runner"]) == ["dask"]

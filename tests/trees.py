@@ -199,3 +199,21 @@ class Weights(dg.Recipe):
 
         state.weights = np.full(100_000, float(self.size))
         return state
+
+
+class Visit(dg.Recipe):
+    """Sleeps, then leaves a trace: one line per computation in $DAGGER_TEST_VISITS."""
+
+    PROPERTIES = ["seconds", "branch"]
+
+    def __init__(self, seconds, branch):
+        self.seconds, self.branch = seconds, branch
+
+    def run(self, state):
+        import os
+        import time
+
+        time.sleep(self.seconds)
+        with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
+            visits.write(state.sha() + "\n")
+        return state

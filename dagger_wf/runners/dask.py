@@ -45,7 +45,9 @@ def build_graph(
     known_failures = known_failures or {}
     graph: dict[str, tuple] = {}
     state_tasks: dict[str, str] = {}
-    context = StepContext(str(store.directory), plan.state_class, run_id, "dask", plan.seed)
+    context = StepContext(
+        str(store.directory), plan.state_class, run_id, "dask", plan.seed, store.durable
+    )
     for key, planned in plan.states.items():
         name = f"state-{key}-{run_id}"
         parent_task = state_tasks.get(planned.parent_key) if planned.parent_key else None

@@ -8,7 +8,6 @@ record so that it shows up as failed, with a message that says what happened.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from ..errors import RecipeFailedError
 from ..plan import Plan
 from ..store import ExperimentStore
+from ..store.claims import pid_alive
 from .transition import failure_record
 
 _STILL_GOING = {
@@ -70,24 +70,12 @@ def job_end_reason(job_id: str, state: str | None) -> str | None:
     return f"SLURM job {job_id} ended ({state}) before this state was finished."
 
 
-def _pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def interruption_reason(marker: dict[str, Any]) -> str | None:
     """Why the worker of a running marker is gone, or None while it may still run."""
     job_id = marker.get("slurm_job_id")
     if job_id:
         return job_end_reason(job_id, slurm_job_state(job_id))
-    if marker.get("host") != socket.gethostname() or _pid_alive(marker.get("pid")):
+    if marker.get("host") != socket.gethostname() or pid_alive(marker.get("pid")):
         return None
     return (
         f"The worker process {marker.get('pid')} computing this state ended before it "

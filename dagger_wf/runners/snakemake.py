@@ -33,6 +33,7 @@ from .transition import stored_state_events
 MANIFEST_NAME = "manifest.json"
 SPECS_NAME = "specs.pkl"
 FUNCTION_RUNS_NAME = "function-runs"
+TARGETS_NAME = "targets"  # one empty file per stored state: what Snakemake may delete
 SETTINGS_SUFFIX = ".dagger_wf.yaml"
 DEFAULT_RULE = "state"
 # Python's collector thresholds while Snakemake builds the DAG (see the Snakefile): a full
@@ -97,8 +98,7 @@ def render_snakefile(rules: list[StateRule], settings_file: str) -> str:
         version=__version__,
         settings_file=settings_file,
         manifest_file=f"{layout.WORKFLOW}/{MANIFEST_NAME}",
-        state_record=layout.record_name("{key}"),
-        state_payload=layout.payload_name("{key}"),
+        state_target=f"{layout.WORKFLOW}/{TARGETS_NAME}/{{key}}",
         function_run_done=f"{layout.WORKFLOW}/{FUNCTION_RUNS_NAME}/{{run}}/{{key}}.done",
         dag_gc_thresholds=DAG_GC_THRESHOLDS,
         rules=rules,
@@ -113,7 +113,7 @@ def build_manifest(plan: Plan, groups: dict[str, str]) -> dict[str, Any]:
         "format": 1,
         "depth": max(depths.values()),
         "states": {
-            key: {"parent": planned.parent_key, "group": groups[key]}
+            key: {"parent": planned.parent_key, "group": groups[key], "tags": sorted(planned.tags)}
             for key, planned in plan.states.items()
         },
         "evaluated": [key for key, planned in plan.states.items() if planned.functions],
@@ -152,7 +152,9 @@ def emit_workflow(
     atomic_write(store.workflow_directory / SPECS_NAME, lambda file: file.write(specs))
     groups = assign_groups(plan, max_group_size)
     atomic_write_json(store.workflow_directory / MANIFEST_NAME, build_manifest(plan, groups))
-    settings_text = json.dumps({"store": str(store.directory)}, ensure_ascii=True)
+    settings_text = json.dumps(
+        {"store": str(store.directory), "durable": store.durable}, ensure_ascii=True
+    )
     atomic_write(settings, lambda file: file.write(settings_text.encode("ascii")))
     text = render_snakefile(plan_rules(plan), settings.name)
     atomic_write(snakefile, lambda file: file.write(text.encode("ascii")))

@@ -20,7 +20,7 @@ from ..plan import Plan
 from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
-from .transition import StepContext, apply_function, compute_state
+from .transition import StepContext, apply_function, compute_state, merge_tags
 
 
 @functools.cache
@@ -46,32 +46,62 @@ def _runner() -> tuple[str, str]:
     return "snakemake", f"snakemake-{os.getpid()}"
 
 
-def compute_state_job(store_directory: str | Path, key: str) -> None:
-    """Compute state ``key`` of the emitted plan; raise its error if the recipe failed."""
+def sync_targets(store_directory: str | Path, states: dict[str, dict], target: str) -> None:
+    """Make the target of each state of the manifest (``target`` with ``{key}``) exist
+    exactly when the store holds that state whole, whichever runner stored it: Snakemake
+    then runs a job for each missing state and none for a stored one. The target, not the
+    state's own files, is what Snakemake deletes before it runs a job (or after a failed
+    one). A state another runner stored gets this workflow's tags, as a job would give."""
+    store = ExperimentStore(store_directory)
+    stored = store.stored_keys()
+    for key, state in states.items():
+        path = Path(target.format(key=key))
+        if key not in stored:
+            path.unlink(missing_ok=True)
+        elif not path.exists():
+            merge_tags(store, key, set(state["tags"]), _runner()[0])
+            _touch(path)
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def _job_context(store_directory: str | Path, durable: bool) -> tuple[Plan, StepContext]:
+    """The emitted plan, and what its steps share in this job."""
     store = ExperimentStore(store_directory)
     plan = load_plan(store.directory)
     runner, run_id = _runner()
-    context = StepContext(str(store.directory), plan.state_class, run_id, runner, plan.seed)
+    directory = str(store.directory)
+    return plan, StepContext(directory, plan.state_class, run_id, runner, plan.seed, durable)
+
+
+def compute_state_job(
+    store_directory: str | Path, key: str, target: str, durable: bool = False
+) -> None:
+    """Compute state ``key`` of the emitted plan (or find it stored by another runner
+    meanwhile) and touch ``target``; raise its error if the recipe failed."""
+    plan, context = _job_context(store_directory, durable)
     event = compute_state(context, plan.states[key], None)
     if event.kind in FAILURES:
         error = event.exception()
         error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
         error.add_note(event.traceback or "")
         raise error
+    _touch(Path(target))
 
 
-def apply_functions_job(store_directory: str | Path, key: str, done_marker: str) -> None:
+def apply_functions_job(
+    store_directory: str | Path, key: str, done_marker: str, durable: bool = False
+) -> None:
     """Run every Function defined on ``key``; touch ``done_marker`` when all succeeded."""
-    store = ExperimentStore(store_directory)
-    plan = load_plan(store.directory)
-    runner, run_id = _runner()
-    context = StepContext(str(store.directory), plan.state_class, run_id, runner, plan.seed)
+    plan, context = _job_context(store_directory, durable)
     for function in plan.states[key].functions:
         event = apply_function(context, key, function, None)
         if event.kind is EventKind.FUNCTION_FAILED:
             raise event.exception()
-    Path(done_marker).parent.mkdir(parents=True, exist_ok=True)
-    Path(done_marker).touch()
+    _touch(Path(done_marker))
 
 
 def reconcile_interrupted_states(store_directory: str | Path) -> list[str]:

@@ -76,13 +76,14 @@ def step_label(planned: PlannedState, state_class: type[ExperimentState]) -> str
     return repr(planned.recipe)
 
 
-def _merge_tags(store: ExperimentStore, planned: PlannedState) -> StateRecord:
-    """A stored state defined under new tags carries them from now on."""
-    record = store.read_record(planned.key)
-    if not planned.tags <= set(record.tags):
-        record = dataclasses.replace(record, tags=tuple(sorted(planned.tags | set(record.tags))))
-        store.write_record(record)
-    return record
+def merge_tags(store: ExperimentStore, key: str, tags: set[str], runner: str) -> StateRecord:
+    """A stored state defined under new tags carries them from now on (merged under the
+    state's claim: a tag another process adds at the same time is kept too)."""
+    record = store.read_record(key)
+    if tags <= set(record.tags):
+        return record
+    with store.claim(key, worker_description(runner)):
+        return store.add_tags(key, tags)
 
 
 def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, ...]:
@@ -90,15 +91,17 @@ def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, .
     given the tags the plan adds now, as a run gives them (the workflow leaves stored
     states alone), so that emitting can warn about their code and seeds as a run does."""
     return tuple(
-        _cached(store, planned, EMITTED, step_label(planned, plan.state_class))
+        _cached(store, planned, EMITTED, "snakemake", step_label(planned, plan.state_class))
         for planned in plan.states.values()
         if store.is_done(planned.key)
     )
 
 
-def _cached(store: ExperimentStore, planned: PlannedState, run_id: str, label: str) -> RunEvent:
+def _cached(
+    store: ExperimentStore, planned: PlannedState, run_id: str, runner: str, label: str
+) -> RunEvent:
     """The event of a stored state, after giving it the tags it is defined with now."""
-    record = _merge_tags(store, planned)
+    record = merge_tags(store, planned.key, planned.tags, runner)
     return RunEvent(
         run_id,
         planned.key,
@@ -198,19 +201,39 @@ class StepContext:
     run_id: str
     runner: str  # recorded with each state: "dask", "snakemake", "slurm:<job id>"
     global_seed: int | None = None  # the run's own seed, if the user gave one
+    durable: bool = False  # flush each state to the disk before it counts as done
 
 
 def compute_state(
     context: StepContext, planned: PlannedState, parent_event: RunEvent | None
 ) -> RunEvent:
-    """Compute and store one state unless it is stored already or its parent failed."""
+    """Compute and store one state unless it is stored already or its parent failed.
+
+    The state is claimed first: while another worker computes it, this one waits, then
+    reuses what that worker stored (or tries itself, if that worker failed)."""
+    label = step_label(planned, context.state_class)
+    if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
+        return RunEvent(context.run_id, planned.key, EventKind.SKIPPED, label)
+    store = ExperimentStore(context.store_directory, context.durable)
+    if not store.is_done(planned.key):
+        claim = store.claim(planned.key, worker_description(context.runner))
+        try:
+            event = None if store.is_done(planned.key) else _compute(context, planned, store)
+        except BaseException:
+            # Stopped by a signal (a SLURM time limit) or an interrupt: the claim stays,
+            # so that the interruption is found and recorded afterwards.
+            claim.abandon()
+            raise
+        claim.release()
+        if event is not None:
+            return event
+    return _cached(store, planned, context.run_id, context.runner, label)
+
+
+def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore) -> RunEvent:
+    """Compute ``planned`` and store it, or record its failure; the caller holds its claim."""
     state_class, run_id, runner = context.state_class, context.run_id, context.runner
     label = step_label(planned, state_class)
-    if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
-        return RunEvent(run_id, planned.key, EventKind.SKIPPED, label)
-    store = ExperimentStore(context.store_directory)
-    if store.is_done(planned.key):
-        return _cached(store, planned, run_id, label)
     seed = seed_from_key(planned.key, context.global_seed)
     details: dict[str, Any] = {
         "started": _now(),
@@ -221,14 +244,16 @@ def compute_state(
         "environment": environment_digest(store.directory),
     }
     start = time.perf_counter()
-    store.mark_running(planned.key, worker_description(runner))
     state = None
     try:
         state = initial_state(store, planned, state_class)
         state = run_step(planned, state, seed)
         state.tags = sorted(planned.tags)
         details.update(finished=_now(), duration_s=time.perf_counter() - start)
-        store_state(store, state, planned.identity, details)
+        if store.is_done(planned.key):  # by a worker that broke this one's expired claim
+            store.add_tags(planned.key, planned.tags)
+        else:
+            store_state(store, state, planned.identity, details)
     except Exception as error:
         duration = time.perf_counter() - start
         text = traceback.format_exc()
@@ -237,13 +262,9 @@ def compute_state(
         if state is not None:  # what it logged before failing
             record = dataclasses.replace(record, metrics=logged_metrics(state))
         store.write_failure(record)
-        store.clear_running(planned.key)
         return RunEvent(
             run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text
         )
-    # Not in a finally: a worker stopped by a signal (a SLURM time limit) keeps its mark,
-    # so that the interruption is found and recorded afterwards.
-    store.clear_running(planned.key)
     return RunEvent(run_id, planned.key, EventKind.RAN, label, details["duration_s"])
 
 
@@ -283,7 +304,7 @@ def apply_function(
     run_id = context.run_id
     if state_event is not None and state_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(run_id, key, EventKind.FUNCTION_SKIPPED, repr(function))
-    store = ExperimentStore(context.store_directory)
+    store = ExperimentStore(context.store_directory, context.durable)
     evaluation = {"key": key, "function": function.name, "run_id": run_id, "started": _now()}
     start = time.perf_counter()
     state = None

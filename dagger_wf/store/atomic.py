@@ -19,8 +19,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write(file)`` on a temporary file, then move it to ``path``."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], durable: bool = False) -> None:
+    """Call ``write(file)`` on a temporary file, then move it to ``path``.
+
+    ``durable``: also flush the file and then its directory to the disk (``fsync``)
+    before returning, so that a power loss cannot take back what was written."""
+    new_directory = not path.parent.is_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
@@ -28,16 +32,41 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    if durable:
+        sync_directory(path.parent)
+        if new_directory:
+            sync_directory(path.parent.parent)
 
 
-def atomic_write_json(path: Path, document: Any) -> None:
+def sync_directory(directory: Path) -> None:
+    """Flush a directory's entries to the disk: the names of files just moved into it."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sync_file(path: Path) -> None:
+    """Flush a file written earlier (perhaps by a process that did not) to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def atomic_write_json(path: Path, document: Any, durable: bool = False) -> None:
     text = json.dumps(document, indent=1, sort_keys=True, allow_nan=False)
-    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")), durable)
 
 
 def refresh(path: Path) -> bool:

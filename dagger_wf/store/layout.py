@@ -14,8 +14,7 @@ Layout::
     environments/<digest>.json  environment snapshots, by content
     workflow/                the files of an emitted Snakemake workflow
 
-The names are relative to the directory; ``record_name("{key}")`` is also the pattern a
-Snakefile's rules use as their targets.
+The names are relative to the directory.
 """
 
 EXPERIMENT_FILE = "experiment.json"

@@ -29,7 +29,7 @@ from typing import IO, Any
 import cloudpickle
 
 from ..errors import CorruptStateError, UnpicklablePayloadError
-from .atomic import atomic_write, refresh
+from .atomic import atomic_write, refresh, sync_file
 
 MAGIC = b"DWFPAYL2"
 BLOB_THRESHOLD = 64 * 1024
@@ -85,11 +85,13 @@ def blob_path(blob_directory: Path, digest: bytes) -> Path:
     return blob_directory / name[:2] / name
 
 
-def _store_blob(blob_directory: Path, raw: memoryview) -> bytes:
+def _store_blob(blob_directory: Path, raw: memoryview, durable: bool) -> bytes:
     digest = hashlib.sha256(raw).digest()
     path = blob_path(blob_directory, digest)
     if not refresh(path):
-        atomic_write(path, lambda file: file.write(raw))
+        atomic_write(path, lambda file: file.write(raw), durable)
+    elif durable:  # stored by a writer that may not have flushed it
+        sync_file(path)
     return digest
 
 
@@ -124,9 +126,10 @@ def _unpicklable(key: str, payload: Any, error: BaseException) -> UnpicklablePay
     return UnpicklablePayloadError(f"{what} of state {key[:12]} {cause}.")
 
 
-def write_payload(path: Path, payload: Any, blob_directory: Path) -> int:
+def write_payload(path: Path, payload: Any, blob_directory: Path, durable: bool = False) -> int:
     """Atomically write ``payload`` to ``path`` (large buffers to ``blob_directory``
-    first); return the payload's size in bytes, blobs included."""
+    first); return the payload's size in bytes, blobs included. ``durable``: on the disk
+    (``fsync``), blobs first, when it returns."""
     stream = io.BytesIO()
     buffers: list[pickle.PickleBuffer] = []
     try:
@@ -135,7 +138,10 @@ def write_payload(path: Path, payload: Any, blob_directory: Path) -> int:
         raise _unpicklable(path.stem, payload, error) from error
     raws = [buffer.raw() for buffer in buffers]
     stored = [
-        (raw, _store_blob(blob_directory, raw) if raw.nbytes >= BLOB_THRESHOLD else _INLINE)
+        (
+            raw,
+            _store_blob(blob_directory, raw, durable) if raw.nbytes >= BLOB_THRESHOLD else _INLINE,
+        )
         for raw in raws
     ]
     header = MAGIC + _COUNTS.pack(stream.getbuffer().nbytes, len(stored))
@@ -151,7 +157,7 @@ def write_payload(path: Path, payload: Any, blob_directory: Path) -> int:
             file.write(section)
             offset += memoryview(section).nbytes
 
-    atomic_write(path, write_sections)
+    atomic_write(path, write_sections, durable)
     blob_bytes = sum(raw.nbytes for raw, digest in stored if digest != _INLINE)
     return path.stat().st_size + blob_bytes
 

@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from ..metrics import from_json_series
 from ..records import StateRecord, Status
 from . import layout
 from .atomic import atomic_write_json
+from .claims import Claim, claim, read_claim
 from .payload import read_payload, write_payload
 
 EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
@@ -37,8 +38,11 @@ EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
 class ExperimentStore:
     """Reads and writes the states of one experiment directory."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, durable: bool = False) -> None:
         self.directory = Path(directory).absolute()
+        # Flush each state's files to the disk before its record marks it done, so that
+        # a power loss cannot leave a done mark over missing bytes (kill -9 cannot anyway).
+        self.durable = durable
 
     # ------------------------------------------------------------ paths
 
@@ -104,14 +108,16 @@ class ExperimentStore:
         """Write the experiment's description; its roots are kept apart (``add_root``)."""
         for key in self._legacy_roots():  # stores written before roots/ existed
             self.add_root(key)
-        atomic_write_json(self.experiment_path, {**document, "format": EXPERIMENT_FORMAT})
+        atomic_write_json(
+            self.experiment_path, {**document, "format": EXPERIMENT_FORMAT}, self.durable
+        )
 
     def add_root(self, key: str) -> None:
         """Record ``key`` as a root. One file per root, never rewritten: processes that
         spawn roots at the same time cannot lose one another's (no read-modify-write)."""
         path = self.directory / layout.ROOTS / f"{key}.json"
         if not path.is_file():
-            atomic_write_json(path, {"key": key, "added_ns": time.time_ns()})
+            atomic_write_json(path, {"key": key, "added_ns": time.time_ns()}, self.durable)
 
     def root_keys(self) -> list[str]:
         """Every root ever recorded here, the first spawned first."""
@@ -139,38 +145,43 @@ class ExperimentStore:
         A payload deleted by hand therefore makes its state pending again."""
         return self.record_path(key).is_file() and self.payload_path(key).is_file()
 
+    def stored_keys(self) -> set[str]:
+        """The keys :meth:`is_done` holds for, from two directory listings: for asking
+        about many states at once."""
+        payloads = {path.stem for path in (self.directory / layout.PAYLOADS).glob("*.payload")}
+        return payloads & set(self.done_keys())
+
     def write_state(self, record: StateRecord, payload: dict[str, Any]) -> StateRecord:
         """Store a computed state: payload first, then the metadata that marks it done."""
-        size = write_payload(self.payload_path(record.key), payload, self.blob_directory)
+        size = write_payload(
+            self.payload_path(record.key), payload, self.blob_directory, self.durable
+        )
         record = dataclasses.replace(record, payload_bytes=size)
-        atomic_write_json(self.record_path(record.key), record.to_json())
+        atomic_write_json(self.record_path(record.key), record.to_json(), self.durable)
         return record
 
     def running_path(self, key: str) -> Path:
         return self.directory / layout.RUNNING / f"{key}.json"
 
-    def mark_running(self, key: str, worker: dict[str, Any]) -> None:
-        """Say who computes ``key``, so that a worker that dies mid-way can be told apart
-        from one still at work (see ``runners.interruptions``)."""
-        atomic_write_json(self.running_path(key), {**worker, "key": key})
+    def claim(self, key: str, worker: dict[str, Any]) -> Claim:
+        """Claim ``key`` for ``worker`` (see :mod:`.claims`), waiting while another live
+        worker holds it: it is computing that state, or merging its tags."""
+        return claim(self.running_path(key), {**worker, "key": key})
 
     def clear_running(self, key: str) -> None:
+        """Remove the claim on ``key`` of a worker that is gone."""
         self.running_path(key).unlink(missing_ok=True)
 
     def running_markers(self) -> list[dict[str, Any]]:
-        markers = []
-        for path in sorted((self.directory / layout.RUNNING).glob("*.json")):
-            try:
-                markers.append(json.loads(path.read_bytes()))
-            except (OSError, ValueError):  # removed or being replaced meanwhile
-                continue
-        return markers
+        """Every claim held now (or left by a worker that was stopped mid-way)."""
+        paths = sorted((self.directory / layout.RUNNING).glob("*.json"))
+        return [marker for marker in map(read_claim, paths) if marker is not None]
 
     def write_failure(self, record: StateRecord) -> None:
         """Add a failed attempt; earlier attempts (and a later success) leave it in place."""
         moment = (record.finished or "").replace(":", "").replace("-", "")
         name = f"{moment}-{uuid.uuid4().hex[:8]}.json"
-        atomic_write_json(self.failure_directory(record.key) / name, record.to_json())
+        atomic_write_json(self.failure_directory(record.key) / name, record.to_json(), self.durable)
 
     def failure_paths(self, key: str) -> list[Path]:
         """Every failed attempt of ``key``, oldest first."""
@@ -180,15 +191,21 @@ class ExperimentStore:
         """The latest failed attempt of ``key``."""
         return _record_from_file(self.failure_paths(key)[-1])
 
-    def write_record(self, record: StateRecord) -> None:
-        """Rewrite a computed state's metadata (e.g. to add tags); the payload stays.
+    def add_tags(self, key: str, tags: Iterable[str]) -> StateRecord:
+        """Give the computed state ``key`` these tags too; return its record.
 
-        The file keeps its modification time: it is the Snakemake target of the state,
-        and a newer parent would make Snakemake recompute every state below it."""
-        path = self.record_path(record.key)
+        Call it holding the state's claim (:meth:`claim`): processes tagging one state at
+        once then keep every tag, where unclaimed rewrites would keep the last writer's.
+        The file keeps its modification time: a newer record would look like a new state."""
+        record = self.read_record(key)
+        if set(tags) <= set(record.tags):
+            return record
+        record = dataclasses.replace(record, tags=tuple(sorted({*record.tags, *tags})))
+        path = self.record_path(key)
         before = path.stat()
-        atomic_write_json(path, record.to_json())
+        atomic_write_json(path, record.to_json(), self.durable)
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        return record
 
     def read_record(self, key: str) -> StateRecord:
         path = self.record_path(key)
@@ -219,7 +236,7 @@ class ExperimentStore:
     def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
         moment = document["started"].replace(":", "").replace("-", "")
         name = f"{moment}-{uuid.uuid4().hex[:8]}.json"
-        atomic_write_json(self.evaluation_directory(key) / name, document)
+        atomic_write_json(self.evaluation_directory(key) / name, document, self.durable)
 
     def iter_evaluations(self, key: str) -> Iterator[dict[str, Any] | CorruptStateError]:
         """Every Function run on ``key``, oldest first; a corrupt file yields its error."""
