@@ -138,16 +138,16 @@ def _diff(arguments: argparse.Namespace) -> int:
 def _gc(arguments: argparse.Namespace) -> int:
     from .store.gc import find_garbage, remove_garbage
 
-    garbage = find_garbage(_store(arguments.directory))
+    store = _store(arguments.directory)
+    garbage = find_garbage(store)
     verb = "would remove" if arguments.dry_run else "removed"
-    for path in garbage.all_paths:
+    sizes = garbage.sizes()
+    files = garbage.files if arguments.dry_run else remove_garbage(garbage)
+    for path in files:
         print(f"{verb} {path}")
-    size = garbage.size
-    if not arguments.dry_run:
-        remove_garbage(garbage)
     print(
         f"{verb} {len(garbage.states)} unreachable state(s) and "
-        f"{len(garbage.all_paths)} file(s) or folder(s), {size / 1e6:.1f} MB"
+        f"{len(files)} file(s), {sum(sizes[path] for path in files) / 1e6:.1f} MB"
     )
     return EXIT_OK
 
