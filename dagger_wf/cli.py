@@ -25,6 +25,7 @@ from .errors import (
 from .parameters import parse_assignments, script_overrides
 from .settings import RunSettings, run_session
 from .store import ExperimentStore
+from .version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible, branching ML experiments. Exit codes: 0 success, "
         "1 the experiment failed, 2 bad command line or input.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(
