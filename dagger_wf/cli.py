@@ -23,7 +23,7 @@ from .errors import (
     UnusedOverridesError,
 )
 from .parameters import parse_assignments, script_overrides
-from .settings import RunSettings, run_session
+from .settings import DEFAULT_SNAKEFILE, RunSettings, run_session
 from .store import ExperimentStore
 from .version import __version__
 
@@ -192,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=argparse.REMAINDER,
         help="arguments for the script; put this command's own options before SCRIPT",
     )
-    snakefile.add_argument("--snakefile", default="Snakefile", help="where to write it")
+    snakefile.add_argument(
+        "--snakefile", default=str(DEFAULT_SNAKEFILE), help="where to write it (%(default)s)"
+    )
     snakefile.add_argument("--group-size", type=int, help="states per cluster job at most")
     snakefile.add_argument("--seed", type=int, help="seed every state from this and its key")
 
