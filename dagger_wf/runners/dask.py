@@ -18,6 +18,7 @@ from ..plan import Plan
 from ..settings import RunSettings
 from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
+from .main_guard import check_main_is_guarded
 from .progress import RunProgress
 from .transition import StepContext, apply_function, compute_state, step_label
 
@@ -96,6 +97,11 @@ class DaskRunner:
 
     def run(self, plan: Plan, store: ExperimentStore) -> RunReport:
         """Run every task; a worker that dies fails its state, and the rest run again."""
+        if self.client is None and SCHEDULERS[self.scheduler] == "processes":
+            import dask
+
+            if dask.config.get("multiprocessing.context", "spawn") != "fork":
+                check_main_is_guarded()
         run_id = uuid.uuid4().hex[:12]
         known_failures: dict[str, RunEvent] = {}
         with RunProgress(len(build_graph(plan, store, run_id)[0]), self.progress) as progress:

@@ -100,8 +100,11 @@ def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, .
 def _cached(
     store: ExperimentStore, planned: PlannedState, run_id: str, runner: str, label: str
 ) -> RunEvent:
-    """The event of a stored state, after giving it the tags it is defined with now."""
+    """The event of a stored state, after giving it the tags it is defined with now. A
+    state this run stored before it lost a worker and started again counts as computed."""
     record = merge_tags(store, planned.key, planned.tags, runner)
+    if record.run_id == run_id:
+        return RunEvent(run_id, planned.key, EventKind.RAN, label, record.duration_s or 0.0)
     return RunEvent(
         run_id,
         planned.key,
@@ -242,6 +245,7 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
         "seed": seed,
         "code": planned.code,
         "environment": environment_digest(store.directory),
+        "run_id": run_id,
     }
     start = time.perf_counter()
     state = None
