@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_snakemake
 from trees import FillDisk, Grow, State, fill_disk
 
 import dagger_wf as dg
@@ -256,3 +257,25 @@ def test_a_failure_that_cannot_be_recorded_is_still_reported_and_its_claim_relea
     assert not list((directory / "running").iterdir())
     assert not list(directory.glob("failures/*/*"))
     assert _whole_states(directory, {}) == {root.key}
+
+
+@pytest.mark.slow
+def test_a_snakemake_job_on_a_full_disk_fails_naming_enospc_and_a_rerun_computes_the_rest(
+    small_disk, visits, tmp_path
+):
+    directory = small_disk.path / "experiment"
+    tree = [[300, 300]] * 4
+    exp, root, arrays = _define(directory, tree)
+    snakefile = exp.emit_snakefile(tmp_path / "Snakefile")
+    result = run_snakemake(snakefile, "local", check=False)
+
+    assert result.returncode != 0
+    assert "No space left on device" in result.stderr and FULL_NOTE in result.stderr
+    stored = _whole_states(directory, arrays)
+    assert root in stored and len(stored) < 9
+    _visited(visits)
+
+    small_disk.grow(8)
+    run_snakemake(snakefile, "local")
+    assert _visited(visits) == sorted({*arrays} - stored)
+    assert _whole_states(directory, arrays) == {root, *arrays}
