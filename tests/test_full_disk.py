@@ -259,6 +259,27 @@ def test_a_failure_that_cannot_be_recorded_is_still_reported_and_its_claim_relea
     assert _whole_states(directory, {}) == {root.key}
 
 
+def test_new_tags_that_cannot_be_written_are_a_named_error_and_leave_the_record_whole(
+    small_disk, visits
+):
+    directory = small_disk.path / "experiment"
+    first, root, arrays = _define(directory, [[8]])
+    first.run()
+    small_disk.fill(leave_bytes=PAGE)  # room for the claim, not for the record as well
+    exp = dg.Experiment(directory, State)
+    with exp.tag("late"):
+        exp.spawn_new_tree(dataset_name="d", model_name="m")
+    with pytest.raises(OSError) as raised:
+        exp.run()
+
+    assert f"the tags of state {root[:12]} in {directory}: {FULL_NOTE}" in _notes(raised.value)
+    assert _whole_states(directory, arrays) == set(first.plan.states)
+    assert ExperimentStore(directory).read_record(root).tags == ()
+    small_disk.free()
+    exp.run()
+    assert ExperimentStore(directory).read_record(root).tags == ("late",)
+
+
 @pytest.mark.slow
 def test_a_snakemake_job_on_a_full_disk_fails_naming_enospc_and_a_rerun_computes_the_rest(
     small_disk, visits, tmp_path
