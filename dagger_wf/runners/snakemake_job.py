@@ -8,6 +8,7 @@ Snakemake marks the job failed (its target stays missing; --keep-going runs the 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pickle
 import sys
@@ -21,6 +22,8 @@ from ..store import ExperimentStore
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
 from .transition import StepContext, apply_function, compute_state, merge_tags
+
+_LOG = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -85,6 +88,9 @@ def compute_state_job(
     plan, context = _job_context(store_directory, durable)
     event = compute_state(context, plan.states[key], None)
     if event.kind in FAILURES:
+        # Snakemake shows an error's message, never its notes: the traceback (and, on a
+        # full disk, what to do) reaches the job's log this way.
+        _LOG.error("dagger_wf: state %s (%s) failed:\n%s", key[:12], event.label, event.traceback)
         error = event.exception()
         error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
         error.add_note(event.traceback or "")

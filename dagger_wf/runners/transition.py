@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -219,7 +220,10 @@ def compute_state(
         return RunEvent(context.run_id, planned.key, EventKind.SKIPPED, label)
     store = ExperimentStore(context.store_directory, context.durable)
     if not store.is_done(planned.key):
-        claim = store.claim(planned.key, worker_description(context.runner))
+        try:
+            claim = store.claim(planned.key, worker_description(context.runner))
+        except OSError as error:  # running/ cannot be written (a full disk): this state fails
+            return _unwritable(context.run_id, planned.key, EventKind.FAILED, label, 0.0, error)
         try:
             event = None if store.is_done(planned.key) else _compute(context, planned, store)
         except BaseException:
@@ -244,12 +248,12 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
         "runner": runner,
         "seed": seed,
         "code": planned.code,
-        "environment": environment_digest(store.directory),
         "run_id": run_id,
     }
     start = time.perf_counter()
     state = None
     try:
+        details["environment"] = environment_digest(store.directory)
         state = initial_state(store, planned, state_class)
         state = run_step(planned, state, seed)
         state.tags = sorted(planned.tags)
@@ -265,7 +269,7 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
         record = failure_record(planned, state_class, details, duration, error, text, properties)
         if state is not None:  # what it logged before failing
             record = dataclasses.replace(record, metrics=logged_metrics(state))
-        store.write_failure(record)
+        text += _record_or_explain(lambda: store.write_failure(record))
         return RunEvent(
             run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text
         )
@@ -323,7 +327,7 @@ def apply_function(
         duration = time.perf_counter() - start
         metrics = logged_metrics(state) if state is not None else {}
         evaluation.update(status=Status.FAILED, error=text, error_type=type(error).__qualname__)
-        _write_evaluation(store, evaluation, duration, metrics)
+        text += _record_or_explain(lambda: _write_evaluation(store, evaluation, duration, metrics))
         return RunEvent(
             run_id,
             key,
@@ -334,7 +338,11 @@ def apply_function(
             text,
         )
     duration = time.perf_counter() - start
-    _write_evaluation(store, {**evaluation, "status": Status.DONE}, duration, metrics)
+    try:
+        _write_evaluation(store, {**evaluation, "status": Status.DONE}, duration, metrics)
+    except OSError as error:  # its metrics cannot be kept (a full disk): the call fails
+        kind = EventKind.FUNCTION_FAILED
+        return _unwritable(run_id, key, kind, repr(function), duration, error)
     return RunEvent(run_id, key, EventKind.FUNCTION_RAN, repr(function), duration)
 
 
@@ -343,3 +351,24 @@ def _write_evaluation(
 ) -> None:
     evaluation.update(finished=_now(), duration_s=duration, metrics=to_json_series(metrics))
     store.write_evaluation(evaluation["key"], evaluation)
+
+
+def _unwritable(
+    run_id: str, key: str, kind: EventKind, label: str, duration: float, error: OSError
+) -> RunEvent:
+    """The failure of a step whose result the store could not take (a full disk): only
+    its event tells of it, since no failure record can be written either."""
+    text = "".join(traceback.format_exception(error))
+    return RunEvent(run_id, key, kind, label, duration, _portable(error), text)
+
+
+def _record_or_explain(write_failure: Callable[[], object]) -> str:
+    """Record a failure: "" once recorded; if the store cannot take even that (a full
+    disk), what the failure's traceback text adds, so that the run still reports it."""
+    try:
+        write_failure()
+    except OSError as error:
+        return "\nThe failure could not be recorded:\n" + "".join(
+            traceback.format_exception_only(error)
+        )
+    return ""
