@@ -1,0 +1,130 @@
+"""Threads of one process sharing one Experiment: defining, tagging and running at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from trees import State, Visit
+
+import dagger_wf as dg
+from dagger_wf.store import ExperimentStore
+
+
+def _in_threads(count, target):
+    """Run ``target(index)`` in ``count`` threads at once; what each returned or raised."""
+    results: dict[int, object] = {}
+    start = threading.Barrier(count)
+
+    def work(index):
+        start.wait()
+        try:
+            results[index] = target(index)
+        except BaseException as error:  # the outcome under test
+            results[index] = error
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [results[index] for index in range(count)]
+
+
+@pytest.fixture
+def visits(tmp_path, monkeypatch):
+    """The file Visit writes a line to each time it computes a state."""
+    path = tmp_path / "visits.txt"
+    path.touch()
+    monkeypatch.setenv("DAGGER_TEST_VISITS", str(path))
+    return path
+
+
+def test_200_threads_defining_and_running_on_one_experiment_compute_each_state_once(
+    experiment_dir, visits
+):
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+
+    def define_and_run(index):
+        time.sleep(index % 20 * 0.005)  # some define while others run
+        with exp.tag(f"thread:{index}"):
+            branch = Visit(0, index)(root)
+            leaf = Visit(0, "leaf")(branch)
+        return (branch.key, leaf.key), exp.run()
+
+    outcomes = _in_threads(200, define_and_run)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert errors == []
+    own = {index: keys for index, (keys, _) in enumerate(outcomes)}
+    every_key = [key for keys in own.values() for key in keys]
+    assert sorted(visits.read_text().split()) == sorted(every_key)  # each computed once
+    assert all(set(keys) <= report.ran | report.cached for keys, report in outcomes)
+    store = ExperimentStore(experiment_dir)
+    assert all(store.is_done(key) for key in [root.key, *every_key])
+    tree = dg.Experiment.restore(experiment_dir).graph
+    assert len(tree) == 401 and tree.node(root.key).tags == []
+    assert all(tree.node(key).tags == [f"thread:{i}"] for i, keys in own.items() for key in keys)
+
+
+def test_a_thread_defining_while_another_runs_gets_its_own_states_run_and_tagged(
+    experiment_dir, visits
+):
+    exp = dg.Experiment(experiment_dir, State)
+    root = exp.spawn_new_tree(dataset_name="d", model_name="m")
+    with exp.tag("first"):
+        first = [Visit(0.2, branch)(root) for branch in range(4)]
+    first_run = {}
+    running = threading.Thread(target=lambda: first_run.setdefault("report", exp.run()))
+    running.start()
+    deadline = time.monotonic() + 60
+    while not visits.read_text() and time.monotonic() < deadline:  # the run is under way
+        time.sleep(0.01)
+    with exp.tag("second"):
+        second = Visit(0, "second")(first[0])
+    second_report = exp.run()
+    running.join()
+    assert second.key not in first_run["report"].ran
+    assert second_report.ran == {second.key}
+    computed = visits.read_text().split()
+    assert sorted(computed) == sorted([*(promise.key for promise in first), second.key])
+    tree = dg.Experiment.restore(experiment_dir).graph
+    assert [tree.node(promise.key).tags for promise in first] == [["first"]] * 4
+    assert tree.node(second.key).tags == ["second"]
+
+
+def test_two_threads_spawning_a_root_on_one_experiment_get_one_root_and_a_named_error(
+    experiment_dir,
+):
+    exp = dg.Experiment(experiment_dir, State)
+    outcomes = _in_threads(
+        2, lambda index: exp.spawn_new_tree(dataset_name=f"d{index}", model_name="m")
+    )
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], dg.TreeAlreadySpawnedError)
+    assert "one Experiment per root" in str(errors[0])
+    (promise,) = [outcome for outcome in outcomes if outcome is not errors[0]]
+    assert exp.root is not None and exp.root.sha() == promise.key
+    assert list(exp.plan.states) == [promise.key]
+
+
+RUNNING: dict[str, dg.Experiment] = {}
+
+
+class RunsItsOwnExperiment(dg.Recipe):
+    """Calls exp.run() from inside the run that computes it."""
+
+    def run(self, state):
+        RUNNING["exp"].run()
+        return state
+
+
+@pytest.mark.parametrize("scheduler", ["single-threaded", "threads"])
+def test_exp_run_inside_a_recipe_raises_a_named_error_instead_of_waiting_forever(
+    experiment_dir, scheduler
+):
+    exp = RUNNING["exp"] = dg.Experiment(experiment_dir, State)
+    RunsItsOwnExperiment()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    with pytest.raises(dg.NestedRunError, match=r"exp\.run\(\) was called inside a recipe"):
+        exp.run(scheduler=scheduler)
