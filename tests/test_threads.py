@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import pytest
+from conftest import TESTS_DIR
 from trees import State, Visit
 
 import dagger_wf as dg
 from dagger_wf.store import ExperimentStore
+from dagger_wf.tracking.seeding import seed_from_key
 
 
 def _in_threads(count, target):
@@ -128,3 +133,39 @@ def test_exp_run_inside_a_recipe_raises_a_named_error_instead_of_waiting_forever
     RunsItsOwnExperiment()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
     with pytest.raises(dg.NestedRunError, match=r"exp\.run\(\) was called inside a recipe"):
         exp.run(scheduler=scheduler)
+
+
+THREADED_SCRIPT = textwrap.dedent(
+    f"""
+    import sys, threading
+    sys.path.insert(0, {str(TESTS_DIR)!r})
+    import dagger_wf as dg
+    from trees import State, Train
+
+    def define_and_run():
+        params = dg.parameters(epochs=3)
+        exp = dg.Experiment("store", State)
+        Train(params.epochs, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+        exp.run()
+
+    thread = threading.Thread(target=define_and_run)
+    thread.start()
+    thread.join()
+    """
+)
+
+
+def test_threads_of_a_script_under_dagger_wf_run_get_its_overrides_and_seed(tmp_path):
+    (tmp_path / "threaded.py").write_text(THREADED_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "-m", "dagger_wf.cli", "run", "threaded.py", "epochs=2", "--seed", "7"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    history = dg.Experiment.restore(tmp_path / "store").history()
+    trained = history[history["recipe"] == "Train"].iloc[0]
+    assert trained["recipe.nb_epochs"] == 2
+    assert trained["seed"] == seed_from_key(trained["key"], 7)
