@@ -73,7 +73,8 @@ class Experiment:
         self.experiment_arguments: dict[str, Any] | None = None
         self.graph: StaticExperimentTree | None = None
         self.last_run: RunReport | None = None
-        self._turn = threading.RLock()  # runs take turns; the root is spawned once
+        self._turn = threading.RLock()  # runs, emits and computes take turns
+        self._spawning = threading.Lock()  # one root, whichever thread spawns first
 
     # ------------------------------------------------------------ definition
 
@@ -108,15 +109,15 @@ class Experiment:
 
     def spawn_new_tree(self, **experiment_arguments: Any) -> ExperimentStatePromise:
         """Define the root state from its PROPERTIES; its payload is built at ``run()``."""
-        with self._turn:
+        with self._spawning:
             return self._spawn(experiment_arguments)
 
     def _spawn(self, experiment_arguments: dict[str, Any]) -> ExperimentStatePromise:
         if self.root is not None:
             raise TreeAlreadySpawnedError(
-                f"This Experiment already has a root ({self.root!r}); for another tree "
-                "(also one per thread) create one Experiment per root: "
-                "dg.Experiment(directory, State) in each, on the same directory or another."
+                f"This Experiment already has a root ({self.root!r}); create one "
+                "Experiment per root, e.g. one per thread that spawns its own: "
+                "dg.Experiment(directory, State), on this directory or another."
             )
         cls = self.state_class
         missing = [name for name in cls.PROPERTIES if name not in experiment_arguments]

@@ -38,16 +38,16 @@ class Plan:
     _lock: threading.RLock = dataclasses.field(
         default_factory=threading.RLock, init=False, repr=False, compare=False
     )
-    _thread: threading.local = dataclasses.field(
+    _per_thread: threading.local = dataclasses.field(
         default_factory=threading.local, init=False, repr=False, compare=False
     )
 
     @property
     def current_tags(self) -> list[str]:
         """The tags of the ``exp.tag`` blocks the calling thread is in."""
-        tags: list[str] | None = getattr(self._thread, "tags", None)
+        tags: list[str] | None = getattr(self._per_thread, "tags", None)
         if tags is None:
-            tags = self._thread.tags = []
+            tags = self._per_thread.tags = []
         return tags
 
     def __getstate__(self) -> dict[str, Any]:
