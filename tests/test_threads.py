@@ -114,6 +114,27 @@ def test_two_threads_spawning_a_root_on_one_experiment_get_one_root_and_a_named_
     assert list(exp.plan.states) == [promise.key]
 
 
+def test_threads_with_an_experiment_each_on_one_directory_compute_shared_states_once(
+    experiment_dir, visits
+):
+    def spawn_own_and_run(index):
+        exp = dg.Experiment(experiment_dir, State)
+        root = exp.spawn_new_tree(dataset_name=f"d{index % 10}", model_name="m")
+        with exp.tag(f"thread:{index}"):
+            return Visit(0, "shared")(root).key, exp.run()
+
+    outcomes = _in_threads(50, spawn_own_and_run)
+    assert [outcome for outcome in outcomes if isinstance(outcome, BaseException)] == []
+    computed = visits.read_text().split()
+    assert len(computed) == len(set(computed)) == 10
+    tree = dg.Experiment.restore(experiment_dir).graph
+    assert len(tree.root_keys) == 10 and len(tree) == 20
+    expected: dict[str, set[str]] = {}
+    for index, (key, _) in enumerate(outcomes):
+        expected.setdefault(key, set()).add(f"thread:{index}")
+    assert {key: set(tree.node(key).tags) for key in expected} == expected
+
+
 RUNNING: dict[str, dg.Experiment] = {}
 
 
