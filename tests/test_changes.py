@@ -49,12 +49,15 @@ def _run(
     extra_path: str = "",
     run_offset: str = "0",
     emit: bool = False,
+    edit: tuple[str, str] = ("", ""),
 ) -> subprocess.CompletedProcess:
     """Run the script above with its helper returning ``x + helper_value`` and ``run()``
-    adding ``run_offset`` (an edit of the recipe class itself); with ``emit``, through
-    ``dagger-wf snakefile``, which emits a workflow instead of running."""
+    adding ``run_offset`` (an edit of the recipe class itself), and ``edit`` (old, new)
+    applied to its text; with ``emit``, through ``dagger-wf snakefile``, which emits a
+    workflow instead of running."""
     script = tmp_path / "experiment.py"
     source = SCRIPT.replace("HELPER_VALUE", helper_value).replace("RUN_OFFSET", run_offset)
+    source = source.replace(*edit)
     script.write_text(source)
     environment = {**os.environ, "PYTHONPATH": extra_path}
     emitting = ["-m", "dagger_wf.cli", "snakefile"] if emit else []
@@ -72,6 +75,18 @@ def test_editing_run_makes_a_new_state_and_keeps_the_old_one(tmp_path):
     ran = [_run(tmp_path, "1", 1, run_offset=offset).stdout.strip() for offset in "001"]
     assert ran == ["2", "0", "1"]  # root and step; nothing; only the edited step
     assert len(list((tmp_path / "exp" / "states").glob("*.json"))) == 3
+
+
+def test_documenting_a_recipe_recomputes_nothing(tmp_path):
+    documented = (
+        "class Step(dg.Recipe):\n",
+        'class Step(dg.Recipe):\n    """One step."""\n\n',
+    )
+    _run(tmp_path, "1", 2)
+    assert _run(tmp_path, "1", 2, edit=documented).stdout.strip() == "0"
+    run_documented = ("def run(self, state):\n", 'def run(self, state):\n        """Add."""\n')
+    rerun = _run(tmp_path, "1", 2, edit=run_documented)
+    assert rerun.stdout.strip() == "0"
 
 
 def test_a_helper_edited_between_runs_warns_with_a_diff(tmp_path):

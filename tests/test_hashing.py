@@ -292,7 +292,144 @@ def test_code_after_a_docstring_on_the_same_line_counts(tmp_path):
 
 def test_normalised_source_hash_is_pinned(tmp_path):
     # A change of the normalisation changes every user's code versions: make it on purpose.
+    # The pin is the version 0.1.0 gave BASE without its docstring: dropping a docstring's
+    # newline too (#11) changed only the versions of recipes that have docstrings.
     assert _code_version(tmp_path, BASE) == GOLDEN_CODE_VERSION
+    undocumented = BASE.replace('    """Docstring."""\n', "")
+    assert _code_version(tmp_path, undocumented) == GOLDEN_CODE_VERSION
 
 
-GOLDEN_CODE_VERSION = "source:f5c303cbf40aa0f6e247bb0a15e9eb903c484c3a8feb237cb57b27a6b8754cd0"
+GOLDEN_CODE_VERSION = "source:9fbb1694501c56839bc0c9b882186904fa7d51f808071dc2355c4745c71e0a1e"
+
+
+RECIPE = '''
+class Base(dg.Recipe):
+    def run(self, state):
+        return state
+
+
+def tracked(method):
+    return method
+
+
+class Step(Base):
+    """Prune a fraction of the weights."""
+
+    PROPERTIES = ["fraction"]
+
+    def __init__(self, fraction=0.5):
+        self.fraction = fraction
+
+    @tracked
+    def run(self, state):
+        """Zero the smallest weights."""
+        state.weights = [w * self._keep(w) for w in state.weights]  # keep the rest
+        return state
+
+    def _keep(self, weight):
+        return abs(weight) > 0.1 + self.fraction
+'''
+
+
+def _edited(old: str, new: str) -> str:
+    assert old in RECIPE, old
+    return RECIPE.replace(old, new, 1)
+
+
+LAYOUT_EDITS = {
+    "class docstring added": _edited(
+        "class Base(dg.Recipe):\n", 'class Base(dg.Recipe):\n    """Base."""\n\n'
+    ),
+    "class docstring removed": _edited('    """Prune a fraction of the weights."""\n', ""),
+    "class docstring reworded": _edited("Prune a fraction", "Zero out a share"),
+    "class docstring made multi-line": _edited(
+        "of the weights.", "of the weights.\n\n    By magnitude, layer by layer.\n    "
+    ),
+    "method docstring removed": _edited('        """Zero the smallest weights."""\n', ""),
+    "method docstring added": _edited(
+        "        return abs(", '        """Whether to keep it."""\n        return abs('
+    ),
+    "one-line method docstring added": _edited(
+        "def __init__(self, fraction=0.5):\n",
+        'def __init__(self, fraction=0.5):\n        """Set it."""\n',
+    ),
+    "docstring with a comment after it": _edited('weights."""\n', 'weights."""  # why\n'),
+    "docstring quoted otherwise": _edited('"""Zero the smallest weights."""', "'Zero them.'"),
+    "comment added": _edited(
+        "        return state\n\n", "        # done\n        return state\n\n"
+    ),
+    "comment removed": _edited("  # keep the rest", ""),
+    "blank lines": _edited("    @tracked", "\n\n    @tracked").replace(
+        "\n\n    def _keep", "\n    def _keep"
+    ),
+    "line continuation": _edited(
+        "return abs(weight) > 0.1", "return abs(weight) \\\n            > 0.1"
+    ),
+    "line split inside brackets": _edited(
+        "[w * self._keep(w) for", "[\n            w * self._keep(w)\n            for"
+    ),
+    "spacing": _edited("def __init__(self, fraction=0.5)", "def __init__( self,fraction = 0.5 )"),
+    "quote style": _edited('["fraction"]', "['fraction']"),
+    "magic trailing comma": _edited('["fraction"]', '[\n        "fraction",\n    ]'),
+    "one-argument call split by a formatter": _edited(
+        "abs(weight)", "abs(\n            weight,\n        )"
+    ),
+    "one-element list with a trailing comma": _edited('["fraction"]', '["fraction",]'),
+    "trailing semicolon": _edited("        return state\n\n", "        return state;\n\n"),
+    "indentation width": "\n".join(
+        line.replace("        ", "      ", 1) if line.startswith("        ") else line
+        for line in RECIPE.splitlines()
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(LAYOUT_EDITS))
+def test_docstrings_comments_and_layout_never_change_the_code_version(tmp_path, edit):
+    assert _code_version(tmp_path, LAYOUT_EDITS[edit]) == _code_version(tmp_path, RECIPE)
+
+
+CODE_EDITS = {
+    "a constant": _edited("0.1 + self", "0.2 + self"),
+    "an operator": _edited("0.1 + self", "0.1 - self"),
+    "a comparison": _edited("abs(weight) >", "abs(weight) >="),
+    "a default argument": _edited("fraction=0.5", "fraction=0.8"),
+    "a decorator removed": _edited("    @tracked\n", ""),
+    "a base class": _edited("class Step(Base)", "class Step(dg.Recipe)"),
+    "a helper method inside the class": _edited("return abs(weight)", "return abs(weight * 2)"),
+    "a string that is not a docstring": _edited('["fraction"]', '["share"]'),
+    "a statement after the docstring": _edited(
+        '    """Prune a fraction of the weights."""\n',
+        '    """Prune a fraction of the weights."""\n    LIMIT = 1\n',
+    ),
+    "the base class's run()": _edited(
+        "    def run(self, state):\n        return state",
+        "    def run(self, state):\n        return None",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(CODE_EDITS))
+def test_every_change_to_code_that_runs_changes_the_code_version(tmp_path, edit):
+    assert _code_version(tmp_path, CODE_EDITS[edit]) != _code_version(tmp_path, RECIPE)
+
+
+def test_a_docstring_that_is_the_whole_body_reads_as_pass(tmp_path):
+    subclass = "\nclass Base(dg.Recipe):\n    pass\n\n\nclass Step(Base):\n    pass\n"
+    documented = subclass.replace("Step(Base):\n    pass", 'Step(Base):\n    """Same."""')
+    assert _code_version(tmp_path, documented) == _code_version(tmp_path, subclass)
+
+
+def test_a_docstring_with_non_ascii_text_is_dropped_whole(tmp_path):
+    accented = _edited("Prune a fraction", "Élague une fraction « à la main »")
+    one_line = accented.replace('weights."""\n', 'weights."""; LIMIT = 1\n', 1)
+    assert _code_version(tmp_path, accented) == _code_version(tmp_path, RECIPE)
+    assert _code_version(tmp_path, one_line) == _code_version(
+        tmp_path, _edited('    """Prune a fraction of the weights."""\n', "    LIMIT = 1\n")
+    )
+
+
+def test_the_comma_of_a_one_element_tuple_index_counts(tmp_path):
+    by_tuple = _edited("for w in state.weights", "for w in state.weights[0,]")
+    assert _code_version(tmp_path, by_tuple) != _code_version(
+        tmp_path, by_tuple.replace("[0,]", "[0]")
+    )

@@ -10,6 +10,7 @@ import ast
 import functools
 import inspect
 import io
+import keyword
 import os
 import pathlib
 import sys
@@ -55,8 +56,9 @@ def _is_installed_code(cls: type) -> bool:
 def normalised_source(cls: type) -> str:
     """The class's tokens without comments, docstrings, blank lines or layout.
 
-    Token-based, not ``ast.unparse``-based: the output must not depend on the Python
-    version that computes it (a login node and a compute node may differ).
+    Token-based, not AST-based: the output must not depend on the Python version that
+    computes it (a login node and a compute node may differ), and ``ast.unparse`` and
+    ``ast.dump`` output does (3.12 added fields, 3.13 changed what ``ast.dump`` shows).
     """
     with _PARSING:
         try:
@@ -76,8 +78,17 @@ def read_source(obj: type | types.ModuleType) -> str:
         return inspect.getsource(obj)
 
 
-def _docstring_starts(source: str) -> set[tuple[int, int]]:
-    starts = set()
+Position = tuple[int, int]  # (row, column in characters), as tokenize gives them
+
+
+def _docstrings(source: str) -> dict[Position, tuple[Position, bool]]:
+    """Each docstring's start: its end, and whether it is its body's only statement.
+
+    A docstring is the first statement of a module, class or function body when it is a
+    string literal, as ``ast.get_docstring`` reads it.
+    """
+    lines = source.splitlines(keepends=True)
+    docstrings = {}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             first = node.body[0] if node.body else None
@@ -86,24 +97,35 @@ def _docstring_starts(source: str) -> set[tuple[int, int]]:
                 and isinstance(first.value, ast.Constant)
                 and isinstance(first.value.value, str)
             ):
-                starts.add((first.lineno, first.col_offset))
-    return starts
+                start = _position(lines, first.lineno, first.col_offset)
+                end = _position(lines, first.end_lineno or first.lineno, first.end_col_offset or 0)
+                docstrings[start] = (end, len(node.body) == 1)
+    return docstrings
+
+
+def _position(lines: list[str], row: int, byte_offset: int) -> Position:
+    """The (row, character column) of an AST (row, UTF-8 byte offset)."""
+    return row, len(lines[row - 1].encode("utf-8")[:byte_offset].decode("utf-8", "replace"))
 
 
 def _meaningful_tokens(source: str) -> Iterable[str]:
     """Tokens of ``source`` that carry meaning, in a layout-free canonical spelling.
 
-    Dropped: comments, blank and continuation lines, docstrings, and the trailing comma
-    of a multi-element bracket (ruff's "magic trailing comma"). Strings are respelled
-    canonically (``'a'`` is ``"a"``). Indentation and statement ends are kept as markers,
-    since they carry meaning. Redundant parentheses still count.
+    Dropped: comments, blank and continuation lines, docstrings with the statement end
+    after them, a statement's trailing semicolon, and trailing commas (ruff's "magic
+    trailing comma"), except the one comma of a one-element tuple or tuple index. A body
+    that is only a docstring reads as ``pass``, so documenting ``class Rewind(Train):
+    pass`` changes nothing either. Strings are respelled canonically (``'a'`` is
+    ``"a"``). Indentation and statement ends are kept as markers, since they carry
+    meaning. Redundant parentheses still count.
     """
-    docstrings = _docstring_starts(source)
+    docstrings = _docstrings(source)
     lines = source.splitlines(keepends=True)
     emitted: list[str] = []
-    commas_per_bracket: list[int] = []
-    in_docstring = False
-    fstring_start: tuple[int, int] | None = None
+    brackets: list[list[int]] = []  # per open bracket: [commas, whether one counts]
+    docstring_end: Position | None = None  # inside a docstring, until this position
+    only_statement = after_docstring = False  # then "pass"; else drop its newline or ";"
+    fstring_start: Position | None = None
     fstring_depth = 0
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         name = tokenize.tok_name[token.type]
@@ -119,33 +141,63 @@ def _meaningful_tokens(source: str) -> Iterable[str]:
                     emitted.append(_source_slice(lines, fstring_start or token.start, token.end))
                     fstring_start = None
             continue
-        if token.type == tokenize.STRING and (in_docstring or token.start in docstrings):
-            in_docstring = True
-            continue
-        in_docstring = False
+        if docstring_end is None and token.start in docstrings:
+            docstring_end, only_statement = docstrings[token.start]
+            if only_statement:
+                emitted.append("pass")
+        if docstring_end is not None:
+            if token.start < docstring_end:
+                continue
+            docstring_end, after_docstring = None, not only_statement
         if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER):
             continue
+        if after_docstring:
+            after_docstring = False
+            if token.type == tokenize.NEWLINE or token.string == ";":
+                continue
+        if token.type == tokenize.NEWLINE and emitted[-1:] == [";"]:
+            emitted.pop()  # a statement's trailing semicolon is layout
         text = token.string
         if token.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE):
             text = f"<{name}>"
         elif token.type == tokenize.STRING:
             text = _canonical_string(text)
         elif text in "([{":
-            commas_per_bracket.append(0)
-        elif text == "," and commas_per_bracket:
-            commas_per_bracket[-1] += 1
+            brackets.append([0, _one_comma_counts(text, emitted[-1] if emitted else "")])
+        elif text == "," and brackets:
+            brackets[-1][0] += 1
         elif text in ")]}":
-            _drop_magic_trailing_comma(emitted, commas_per_bracket)
+            _drop_magic_trailing_comma(emitted, brackets.pop() if brackets else [0, True])
         emitted.append(text)
     return emitted
 
 
-def _drop_magic_trailing_comma(emitted: list[str], commas_per_bracket: list[int]) -> None:
-    """At a closing bracket: drop a trailing comma after two or more elements (a layout
-    choice), never the comma of a one-element tuple (which makes it a tuple)."""
-    commas = commas_per_bracket.pop() if commas_per_bracket else 0
-    if commas > 1 and emitted[-1:] == [","]:
+def _drop_magic_trailing_comma(emitted: list[str], bracket: list[int]) -> None:
+    """At a closing bracket: drop a trailing comma (a layout choice), except the one comma
+    that makes a one-element tuple: ``(1,)``, or a subscript ``x[1,]`` indexing by one."""
+    commas, one_comma_counts = bracket
+    if emitted[-1:] == [","] and (commas > 1 or not one_comma_counts):
         emitted.pop()
+
+
+def _one_comma_counts(opening: str, previous: str) -> bool:
+    """Whether a lone trailing comma inside the bracket opened here makes a tuple.
+
+    A bracket after a value (a name, a literal, a closing bracket) is a call's or a
+    subscript's; else a display's or a grouping's. Soft keywords (``match``) count as
+    keywords before ``(`` and as names before ``[``, so that a doubt keeps the comma.
+    """
+    if opening == "{":
+        return False
+    if opening == "(":
+        return not _is_value(previous, {*keyword.kwlist, *keyword.softkwlist})
+    return _is_value(previous, set(keyword.kwlist))
+
+
+def _is_value(text: str, keywords: set[str]) -> bool:
+    if text in (")", "]", "}") or text[-1:] in ("'", '"') or text[:1].isdigit():
+        return True
+    return text.isidentifier() and text not in keywords
 
 
 def _canonical_string(literal: str) -> str:
