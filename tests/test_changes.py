@@ -86,7 +86,7 @@ def test_documenting_a_recipe_recomputes_nothing(tmp_path):
     assert _run(tmp_path, "1", 2, edit=documented).stdout.strip() == "0"
     run_documented = ("def run(self, state):\n", 'def run(self, state):\n        """Add."""\n')
     rerun = _run(tmp_path, "1", 2, edit=run_documented)
-    assert rerun.stdout.strip() == "0"
+    assert rerun.stdout.strip() == "0" and "Warning" not in rerun.stderr
 
 
 def test_a_helper_edited_between_runs_warns_with_a_diff(tmp_path):
@@ -139,3 +139,117 @@ def test_each_state_records_the_git_commit_and_dirty_work_tree_it_ran_in(tmp_pat
     assert "+uncommitted line" in environment["git"]["diff"]
     code = load_snapshot(tmp_path / "exp", "code", record.code)
     assert "def helper(x):" in code["module_source"]
+
+
+TOUR = textwrap.dedent(
+    '''
+    """Two recipes in one module, and helpers around them."""
+    import sys
+    import dagger_wf as dg
+
+
+    def keep_count(weights, fraction):
+        return int(len(weights) * (1 - fraction))
+
+
+    def unused_helper():
+        return 1
+
+
+    class State(dg.ExperimentState):
+        PROPERTIES = ["name"]
+        NONHASHED_ATTRIBUTES = ["weights"]
+
+        def initialize_state(self, **kwargs):
+            self.weights = [1.0, 2.0, 3.0, 4.0]
+
+
+    class Train(dg.Recipe):
+        """Train."""
+
+        PROPERTIES = ["lr"]
+
+        def __init__(self, lr):
+            self.lr = lr
+
+        def run(self, state):
+            state.weights = [w - self.lr for w in state.weights]
+            return state
+
+
+    class Prune(dg.Recipe):
+        PROPERTIES = ["fraction"]
+
+        def __init__(self, fraction):
+            self.fraction = fraction
+
+        def run(self, state):
+            keep = keep_count(state.weights, self.fraction)
+            state.weights = state.weights[:keep] + [0.0] * (len(state.weights) - keep)
+            return state
+
+
+    if __name__ == "__main__":
+        exp = dg.Experiment(sys.argv[1], State)
+        Prune(0.5)(Train(0.1)(exp.spawn_new_tree(name="n")))
+        print(len(exp.run().ran))
+    '''
+)
+
+
+def _tour(tmp_path, *edits: tuple[str, str]) -> subprocess.CompletedProcess:
+    """Run ``TOUR`` as ``tour.py`` with each (old, new) edit applied to its text."""
+    source = TOUR
+    for old, new in edits:
+        assert old in source, old
+        source = source.replace(old, new)
+    (tmp_path / "tour.py").write_text(source)
+    return subprocess.run(
+        [sys.executable, "tour.py", str(tmp_path / "exp")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+
+
+def test_editing_a_recipe_class_makes_a_new_key_and_warns_about_nothing(tmp_path):
+    _tour(tmp_path)
+    edited = _tour(tmp_path, ("[0.0] * (len", "[0.5] * (len"))
+    assert edited.stdout.strip() == "1"  # only Prune's state
+    assert "Warning" not in edited.stderr
+
+
+def test_editing_a_helper_warns_about_the_recipe_using_it_with_its_diff_alone(tmp_path):
+    _tour(tmp_path)
+    edited = _tour(
+        tmp_path,
+        ("return int(len(weights)", "return round(len(weights)"),
+        ("return 1\n", "return 2\n"),  # a helper no recipe uses
+        ('"""Train."""', '"""Train the weights."""  # reworded'),
+    )
+    assert edited.stdout.strip() == "0"
+    assert edited.stderr.count("CodeChangedWarning") == 1
+    assert "Code that tour.Prune runs changed" in edited.stderr
+    assert "tour.Train" not in edited.stderr
+    diff = edited.stderr[edited.stderr.index("--- ") :].splitlines()
+    assert diff[:2] == ["--- tour.keep_count (stored)", "+++ tour.keep_count (now)"]
+    changed = [line for line in diff[2:] if line[:1] in "+-"]
+    assert changed == [
+        "-    return int(len(weights) * (1 - fraction))",
+        "+    return round(len(weights) * (1 - fraction))",
+    ]
+
+
+def test_a_change_a_version_pin_hides_warns_with_the_class_diff(tmp_path):
+    pinned = (
+        '    PROPERTIES = ["fraction"]',
+        '    PROPERTIES = ["fraction"]\n    VERSION = "1"',
+    )
+    _tour(tmp_path, pinned)
+    edited = _tour(tmp_path, pinned, ("[0.0] * (len", "[0.5] * (len"))
+    assert edited.stdout.strip() == "0"
+    assert "Code that tour.Prune runs changed" in edited.stderr
+    assert "--- tour.Prune (stored)" in edited.stderr
+    assert "+        state.weights = state.weights[:keep] + [0.5]" in edited.stderr
+    assert "tour.keep_count" not in edited.stderr

@@ -16,7 +16,7 @@ from .keys import (
     root_key,
     root_key_ingredients,
 )
-from .source import normalised_source, read_source
+from .source import normalised_code, normalised_source, read_source
 
 __all__ = [
     "Encoded",
@@ -29,6 +29,7 @@ __all__ = [
     "encode_value",
     "identity_of",
     "module_name",
+    "normalised_code",
     "normalised_source",
     "read_source",
     "recipe_code_version",

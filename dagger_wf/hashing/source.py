@@ -78,6 +78,12 @@ def read_source(obj: type | types.ModuleType) -> str:
         return inspect.getsource(obj)
 
 
+def normalised_code(source: str) -> str:
+    """``source`` (whole statements) as a code version sees it: two texts that differ
+    only in docstrings, comments and layout give the same string."""
+    return " ".join(_meaningful_tokens(source))
+
+
 Position = tuple[int, int]  # (row, column in characters), as tokenize gives them
 
 

@@ -3,8 +3,9 @@
 A recipe's key already separates versions of the recipe class itself; what it cannot see
 is the code around it (helper functions in its module) and the environment (package
 versions, the git work tree). Both are snapshotted once by content; after a run, a state
-reused from the cache whose module has changed since, or a new state that extends states
-made in another environment, gives a warning with a readable diff.
+reused from the cache whose recipe uses module code that has changed since (named in the
+warning, with the diff of that code alone), or a new state that extends states made in
+another environment, gives a warning with a readable diff.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..events import EventKind, RunReport
 from ..plan import Plan
 from ..store.layout import CODE, ENVIRONMENTS
 from ..store.snapshots import load_snapshot, store_snapshot
-from .code import capture_code, code_diff
+from .code import capture_code, unseen_code_diff
 from .environment import capture_environment, environment_diff
 from .seeding import seed_from_key
 
@@ -98,12 +99,14 @@ def _warn(directory: Path, kind: str, stored: str, current: str) -> None:
         warnings.warn(f"Cannot compare {kind} with the stored one: {error}", stacklevel=4)
         return
     if kind == CODE:
-        diff = code_diff(old, new)
+        diff = unseen_code_diff(old, new)
         if diff:
             warnings.warn(
-                f"The code around {new['recipe']} changed since it made states this run "
-                "reused from the cache (the recipe class itself did not, or the key would "
-                f"have changed). If the change matters, bump the recipe's VERSION.\n{diff}",
+                f"Code that {new['recipe']} runs changed since it made states this run "
+                "reused from the cache, and their keys cannot see it (below: what the "
+                "class uses outside itself, or the class if its VERSION pin hid the "
+                "change). If the change matters, make that code a method of the recipe "
+                f"(a key sees its class's methods) or bump the recipe's VERSION.\n{diff}",
                 CodeChangedWarning,
                 stacklevel=4,
             )

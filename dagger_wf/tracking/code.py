@@ -7,11 +7,12 @@ helper functions it calls.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import sys
 from typing import Any
 
-from ..hashing import module_name, read_source
+from ..hashing import module_name, normalised_code, read_source
 
 
 def capture_code(recipe_class: type) -> dict[str, str | None]:
@@ -53,3 +54,86 @@ def code_diff(old: dict[str, str | None], new: dict[str, str | None]) -> str:
         lineterm="",
     )
     return "\n".join(lines)
+
+
+def unseen_code_diff(old: dict[str, str | None], new: dict[str, str | None]) -> str:
+    """A diff of the code that ran for the ``old`` capture's states, as the recipe's key
+    cannot see it, to what runs now; ``""`` if none of it changed in code that runs.
+
+    That code is the module-level definitions the recipe class uses by name, directly or
+    through each other (helper functions, constants, imports, other classes), each as a
+    hunk of its own; the class itself only if its ``VERSION`` hid a change of it. What the
+    recipe does not name (another recipe, a helper only another recipe uses) is left out,
+    so an edit warns about the recipes that use the edited code and no other.
+    """
+    top_class = str(new["recipe"]).removeprefix(f"{new['module']}.").split(".")[0]
+    old_parts, new_parts = (_used_definitions(capture, top_class) for capture in (old, new))
+    recipe = str(new["recipe"])
+    old_parts[recipe], new_parts[recipe] = old["recipe_source"] or "", new["recipe_source"] or ""
+    hunks = []
+    for name in dict.fromkeys([*new_parts, *old_parts]):
+        before, after = old_parts.get(name, ""), new_parts.get(name, "")
+        if normalised_code(before) != normalised_code(after):
+            lines = difflib.unified_diff(
+                before.splitlines(),
+                after.splitlines(),
+                fromfile=f"{name} (stored)",
+                tofile=f"{name} (now)",
+                lineterm="",
+            )
+            hunks.append("\n".join(lines))
+    return "\n".join(hunks)
+
+
+def _used_definitions(capture: dict[str, str | None], class_name: str) -> dict[str, str]:
+    """``module.name`` -> source of the module-level statements binding each name that
+    class ``class_name`` uses, directly or through each other."""
+    source = capture["module_source"]
+    if source is None:
+        return {}
+    lines = source.splitlines(keepends=True)
+    statements: dict[str, list[ast.stmt]] = {}
+    for statement in ast.parse(source).body:
+        for name in _bound_names(statement):
+            statements.setdefault(name, []).append(statement)
+    pending = [
+        name
+        for statement in statements.get(class_name, [])
+        if isinstance(statement, ast.ClassDef)
+        for name in _used_names(statement)
+    ]
+    used: dict[str, str] = {}
+    seen = {class_name}
+    while pending:
+        name = pending.pop(0)
+        if name in seen or name not in statements:
+            continue
+        seen.add(name)
+        used[f"{capture['module']}.{name}"] = "".join(
+            _statement_text(lines, statement) for statement in statements[name]
+        )
+        pending += [inner for statement in statements[name] for inner in _used_names(statement)]
+    return used
+
+
+def _bound_names(statement: ast.stmt) -> list[str]:
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [statement.name]
+    if isinstance(statement, ast.Import | ast.ImportFrom):
+        return [(alias.asname or alias.name).split(".")[0] for alias in statement.names]
+    return [
+        node.id
+        for node in ast.walk(statement)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
+    ]
+
+
+def _used_names(statement: ast.stmt) -> set[str]:
+    return {node.id for node in ast.walk(statement) if isinstance(node, ast.Name)}
+
+
+def _statement_text(lines: list[str], statement: ast.stmt) -> str:
+    """The statement's lines, its decorators included."""
+    decorators = getattr(statement, "decorator_list", [])
+    first = min([statement.lineno, *(decorator.lineno for decorator in decorators)])
+    return "".join(lines[first - 1 : statement.end_lineno])
