@@ -22,7 +22,7 @@ from .errors import (
     UnknownParameterError,
     UnusedOverridesError,
 )
-from .parameters import parse_assignments, script_overrides
+from .parameters import RUN_SCHEDULERS, ScriptCommandLine, parse_assignments, script_overrides
 from .settings import DEFAULT_SNAKEFILE, RunSettings, run_session
 from .store import ExperimentStore
 from .version import __version__
@@ -48,11 +48,8 @@ def _run_script(script: Path, script_arguments: Sequence[str]) -> None:
 def _run(arguments: argparse.Namespace) -> int:
     """Run the user's script with typed overrides, a seed and a scheduler."""
     overrides = parse_assignments(arguments.overrides)
-    settings = RunSettings(
-        scheduler=arguments.scheduler or RunSettings.scheduler,
-        seed=arguments.seed,
-        check_purity=arguments.check_purity,
-    )
+    line = ScriptCommandLine(overrides, arguments.seed, arguments.scheduler, arguments.check_purity)
+    settings = RunSettings().asked_by(line)
     try:
         with run_session(settings), script_overrides(overrides) as used:
             _run_script(Path(arguments.script), [])
@@ -173,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("script", help="the experiment script (declares dg.parameters(...))")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. epochs=3 lr=0.01")
     run.add_argument("--seed", type=int, help="seed every state from this and its key")
-    run.add_argument("--scheduler", choices=["single-threaded", "threads", "processes"])
+    run.add_argument("--scheduler", choices=RUN_SCHEDULERS)
     run.add_argument(
         "--check-purity",
         action="store_true",

@@ -170,12 +170,21 @@ class InvalidOverrideError(DaggerError, ValueError):
     """An override that is not key=value, or whose value does not fit the parameter."""
 
 
+class DuplicateOverrideError(InvalidOverrideError):
+    """One parameter is given twice on a command line (``lr=0.1 lr=0.2``)."""
+
+
 class UnusedOverridesError(DaggerError, RuntimeError):
     """Overrides were given to a script that never asked for its parameters."""
 
 
 class CommandLineError(DaggerError, ValueError):
     """A ``dagger-wf`` command line that cannot be carried out as given."""
+
+
+class MixedArgumentsError(CommandLineError):
+    """``python script.py`` got parameter overrides among arguments of its own, which
+    ``dg.parameters()`` cannot read without guessing."""
 
 
 class DaggerWarning(UserWarning):

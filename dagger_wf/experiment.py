@@ -163,6 +163,7 @@ class Experiment:
         """The pending Dask ``Delayed`` of every leaf state and Function call."""
         from .runners.dask import leaf_delayeds
 
+        check_overrides_used()
         self.save()
         return leaf_delayeds(self.plan.snapshot(), self.store)
 
@@ -189,7 +190,6 @@ class Experiment:
         """
         from .tracking.changes import warn_about_changes
 
-        check_overrides_used()
         settings = current_settings().overridden(scheduler, seed)
         with self._taking_turns("run"):
             plan = self._snapshot(settings.seed)
@@ -277,6 +277,7 @@ class Experiment:
                 f"State {key[:12]} is not defined in this experiment; define it (apply its "
                 "recipe) before checking its purity."
             )
+        check_overrides_used()
         with self._taking_turns("check_purity"):
             if planned.parent_key is not None:
                 self.compute(planned.parent_key)
@@ -298,6 +299,7 @@ class Experiment:
         from .runners import get_runner
         from .tracking.changes import snapshot_plan_code
 
+        check_overrides_used()  # before anything is computed, whichever way it is asked
         self._spawned_root("emit" if settings.runner == "snakemake" else "run")
         runner = get_runner(settings, client=client, progress=progress)
         self.save()

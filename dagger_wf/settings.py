@@ -3,7 +3,9 @@
 A script's own ``exp.run(...)`` arguments win; ``dagger-wf run`` and ``dagger-wf
 snakefile`` run a script inside :func:`run_session`, which sets what its ``exp.run()``
 does when the script does not say (which runner, scheduler, seed) and collects the
-report of each run, so the command can tell whether the script ran its experiment.
+report of each run, so the command can tell whether the script ran its experiment. A
+script started as ``python SCRIPT key=value --seed N`` asks the same through its own
+command line, which ``dg.parameters()`` reads.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import CommandLineError
 from .events import RunReport
+from .parameters import ScriptCommandLine, script_command_line
 
 # Where Snakemake looks for a workflow by default, out of the project root's way.
 DEFAULT_SNAKEFILE = Path("workflow", "Snakefile")
@@ -29,6 +33,20 @@ class RunSettings:
     check_purity: bool = False
     snakefile: Path = DEFAULT_SNAKEFILE
     max_group_size: int | None = None
+
+    def asked_by(self, line: ScriptCommandLine) -> RunSettings:
+        """These settings with what a command line asks (``--seed``, ``--scheduler``,
+        ``--check-purity``) on top; a seed these settings already name must agree."""
+        if line.seed is not None and self.seed not in (None, line.seed):
+            raise CommandLineError(
+                f"Two seeds are given, {self.seed} and {line.seed}; give --seed once."
+            )
+        return dataclasses.replace(
+            self,
+            seed=self.seed if line.seed is None else line.seed,
+            scheduler=line.scheduler or self.scheduler,
+            check_purity=self.check_purity or line.check_purity,
+        )
 
     def overridden(self, scheduler: str | None, seed: int | None) -> RunSettings:
         """These settings with what a script passed to ``exp.run()`` on top, except that
@@ -68,7 +86,11 @@ def run_session(settings: RunSettings) -> Iterator[RunSession]:
 
 
 def current_settings() -> RunSettings:
-    return _session.settings if _session is not None else RunSettings()
+    """The command's settings (or the defaults), with what the script's own command
+    line asked, if ``dg.parameters()`` read one."""
+    settings = _session.settings if _session is not None else RunSettings()
+    line = script_command_line()
+    return settings if line is None else settings.asked_by(line)
 
 
 def record_run(report: RunReport) -> None:

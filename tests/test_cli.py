@@ -181,3 +181,96 @@ def test_run_check_purity_flag_warns_about_an_impure_recipe(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "ImpurityWarning" in result.stderr and "Impure() is not pure" in result.stderr
+
+
+def _python(tmp_path, script: str, *arguments: str) -> subprocess.CompletedProcess:
+    """``python SCRIPT ARGUMENTS`` in ``tmp_path``, as a user starts a script."""
+    return subprocess.run(
+        [sys.executable, script, *arguments],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _states(directory) -> list[tuple]:
+    history = dg.Experiment.restore(directory / "store").history()
+    columns = ["key", "seed", "recipe.nb_epochs", "recipe.lr", "recipe.fraction"]
+    return sorted(map(tuple, history[columns].astype(str).itertuples(index=False)))
+
+
+def test_python_script_applies_overrides_and_seed_as_dagger_wf_run_does(tmp_path):
+    arguments = ["epochs=2", "lr=1e-3", "fractions=[0.5,0.9]", "--seed", "7"]
+    (tmp_path / "python").mkdir()
+    (tmp_path / "python" / "experiment.py").write_text(SCRIPT)
+    started = _python(tmp_path / "python", "experiment.py", *arguments)
+    (tmp_path / "cli").mkdir()
+    through_cli = _cli(tmp_path / "cli", "run", "experiment.py", *arguments)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout == through_cli.stdout == "ran 4\n"
+    assert _states(tmp_path / "python") == _states(tmp_path / "cli")
+    assert "0.001" in {row[3] for row in _states(tmp_path / "python")}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        (["epoch=2"], "UnknownParameterError: Unknown parameter 'epoch'"),
+        (["lr=0.1", "lr=0.2"], "DuplicateOverrideError: Parameter lr is given twice"),
+        (["epochs=two"], "InvalidOverrideError: Override epochs='two' does not fit"),
+        (["--scheduler", "fast"], "CommandLineError: --scheduler 'fast' is not one of"),
+    ],
+)
+def test_python_script_with_a_bad_override_stops_before_any_work(tmp_path, arguments, error):
+    (tmp_path / "experiment.py").write_text(SCRIPT)
+    result = _python(tmp_path, "experiment.py", *arguments)
+    assert result.returncode != 0 and error in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_dagger_wf_run_refuses_a_repeated_override(tmp_path):
+    result = _cli(tmp_path, "run", "experiment.py", "lr=0.1", "lr=0.2")
+    assert result.returncode == 2 and "DuplicateOverrideError" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+OWN_ARGPARSE = SCRIPT.replace(
+    "params = dg.parameters(",
+    "import argparse\n"
+    "parser = argparse.ArgumentParser()\n"
+    "parser.add_argument('--directory')\n"
+    "parser.add_argument('--scheduler')\n"
+    "own, _ = parser.parse_known_args()\n"
+    "params = dg.parameters(",
+).replace('dg.Experiment("store"', "dg.Experiment(own.directory")
+
+
+def test_a_script_with_its_own_argparse_keeps_its_arguments(tmp_path):
+    (tmp_path / "own.py").write_text(OWN_ARGPARSE)
+    result = _python(tmp_path, "own.py", "--directory", "store", "--scheduler", "threads")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ran 3\n"
+
+
+def test_overrides_among_a_script_s_own_arguments_name_the_command_that_takes_them(tmp_path):
+    (tmp_path / "own.py").write_text(OWN_ARGPARSE)
+    result = _python(tmp_path, "own.py", "--directory", "store", "lr=0.5")
+    assert result.returncode != 0 and "MixedArgumentsError" in result.stderr
+    assert "dagger-wf run own.py lr=0.5" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+PLAIN = SCRIPT.replace("dg.parameters(", "__import__('types').SimpleNamespace(")
+
+
+@pytest.mark.parametrize("compute", ["exp.run()", "trained.get()"])
+def test_overrides_a_script_never_declares_stop_it_before_any_state_computes(tmp_path, compute):
+    plain = PLAIN.replace('print("ran", len(exp.run().ran))', f"{compute}\nprint('computed')")
+    (tmp_path / "plain.py").write_text(plain)
+    through_cli = _cli(tmp_path, "run", "plain.py", "epochs=2")
+    started = _python(tmp_path, "plain.py", "epochs=2")
+    assert through_cli.returncode == 2 and "UnusedOverridesError" in through_cli.stderr
+    assert started.returncode != 0 and "UnusedOverridesError" in started.stderr
+    assert "computed" not in through_cli.stdout + started.stdout
+    assert not (tmp_path / "store" / "states").exists()
