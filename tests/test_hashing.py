@@ -323,6 +323,8 @@ class Step(Base):
     @tracked
     def run(self, state):
         """Zero the smallest weights."""
+        if not state.weights:
+            return state
         state.weights = [w * self._keep(w) for w in state.weights]  # keep the rest
         return state
 
@@ -376,6 +378,20 @@ LAYOUT_EDITS = {
     ),
     "one-element list with a trailing comma": _edited('["fraction"]', '["fraction",]'),
     "trailing semicolon": _edited("        return state\n\n", "        return state;\n\n"),
+    "parentheses a formatter adds around a long value": _edited(
+        "return abs(weight) > 0.1 + self.fraction",
+        "return (\n            abs(weight) > 0.1 + self.fraction\n        )",
+    ),
+    "parentheses around a condition": _edited("if not state.weights:", "if (not state.weights):"),
+    "a body on its header's line": _edited(
+        "if not state.weights:\n            return state", "if not state.weights: return state"
+    ),
+    "a method on one line": _edited(
+        "def _keep(self, weight):\n        return", "def _keep(self, weight): return"
+    ),
+    "two statements on one line": _edited(
+        "  # keep the rest\n        return state", "; return state"
+    ),
     "indentation width": "\n".join(
         line.replace("        ", "      ", 1) if line.startswith("        ") else line
         for line in RECIPE.splitlines()
@@ -392,6 +408,9 @@ CODE_EDITS = {
     "a constant": _edited("0.1 + self", "0.2 + self"),
     "an operator": _edited("0.1 + self", "0.1 - self"),
     "a comparison": _edited("abs(weight) >", "abs(weight) >="),
+    "precedence": _edited(
+        "abs(weight) > 0.1 + self.fraction", "(abs(weight) > 0.1) + self.fraction"
+    ),
     "a default argument": _edited("fraction=0.5", "fraction=0.8"),
     "a decorator removed": _edited("    @tracked\n", ""),
     "a base class": _edited("class Step(Base)", "class Step(dg.Recipe)"),
@@ -433,3 +452,12 @@ def test_the_comma_of_a_one_element_tuple_index_counts(tmp_path):
     assert _code_version(tmp_path, by_tuple) != _code_version(
         tmp_path, by_tuple.replace("[0,]", "[0]")
     )
+
+
+def test_a_statement_after_a_one_line_body_is_not_in_it(tmp_path):
+    inside = _edited(
+        "if not state.weights:\n            return state",
+        "if not state.weights: x = 1; return state",
+    )
+    after = inside.replace("x = 1; return state", "x = 1\n        return state")
+    assert _code_version(tmp_path, inside) != _code_version(tmp_path, after)

@@ -7,6 +7,7 @@ installed package's); comments, docstrings and layout do not.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import inspect
 import io
@@ -86,27 +87,97 @@ def normalised_code(source: str) -> str:
 
 Position = tuple[int, int]  # (row, column in characters), as tokenize gives them
 
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_BODY_FIELDS = ("body", "orelse", "finalbody")
+# Fields holding an expression that fills a whole slot of its statement: parentheses
+# around it never change what it means, and formatters add them to split long lines.
+_WHOLE_SLOTS = {
+    ast.Assign: ("value",),
+    ast.AugAssign: ("value",),
+    ast.AnnAssign: ("value",),
+    ast.Return: ("value",),
+    ast.Expr: ("value",),
+    ast.If: ("test",),
+    ast.While: ("test",),
+    ast.For: ("iter",),
+    ast.AsyncFor: ("iter",),
+    ast.Assert: ("test", "msg"),
+    ast.Raise: ("exc", "cause"),
+}
 
-def _docstrings(source: str) -> dict[Position, tuple[Position, bool]]:
-    """Each docstring's start: its end, and whether it is its body's only statement.
 
-    A docstring is the first statement of a module, class or function body when it is a
-    string literal, as ``ast.get_docstring`` reads it.
-    """
-    lines = source.splitlines(keepends=True)
-    docstrings = {}
+@dataclasses.dataclass
+class _Layout:
+    """What the AST says about the tokens of a source: where layout hides."""
+
+    docstrings: dict[Position, tuple[Position, bool]]  # start: (end, only statement?)
+    redundant_parens: set[Position]  # parentheses around a whole statement slot
+    inline_bodies: set[Position]  # the first statement of ``if x: return y``
+
+
+def _layout(source: str, tokens: list[tokenize.TokenInfo]) -> _Layout:
+    lines = io.StringIO(source).readlines()
+    layout = _Layout({}, set(), set())
+    index_at = {token.start: index for index, token in enumerate(tokens)}
+    index_ending_at = {token.end: index for index, token in reversed(list(enumerate(tokens)))}
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            first = node.body[0] if node.body else None
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                start = _position(lines, first.lineno, first.col_offset)
-                end = _position(lines, first.end_lineno or first.lineno, first.end_col_offset or 0)
-                docstrings[start] = (end, len(node.body) == 1)
-    return docstrings
+        if isinstance(node, _DOCUMENTED) and node.body and _is_docstring(node.body[0]):
+            first = node.body[0]
+            end = _position(lines, first.end_lineno or first.lineno, first.end_col_offset or 0)
+            layout.docstrings[_start(lines, first)] = (end, len(node.body) == 1)
+        for field in _BODY_FIELDS:
+            body = getattr(node, field, None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                index = index_at.get(_start(lines, body[0]))
+                if index is not None and tokens[_significant(tokens, index, -1)].string == ":":
+                    layout.inline_bodies.add(tokens[index].start)
+        for field in _WHOLE_SLOTS.get(type(node), ()):
+            value = getattr(node, field)
+            if value is not None:
+                layout.redundant_parens |= _parens_around(
+                    tokens, index_at, index_ending_at, lines, value
+                )
+    return layout
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def _parens_around(
+    tokens: list[tokenize.TokenInfo],
+    index_at: dict[Position, int],
+    index_ending_at: dict[Position, int],
+    lines: list[str],
+    node: ast.expr,
+) -> set[Position]:
+    """The positions of each pair of parentheses that wraps ``node`` and nothing else."""
+    first = index_at.get(_start(lines, node))
+    last = index_ending_at.get(_position(lines, node.end_lineno or 0, node.end_col_offset or 0))
+    found: set[Position] = set()
+    while first is not None and last is not None:
+        first, last = _significant(tokens, first, -1), _significant(tokens, last, +1)
+        if tokens[first].string != "(" or tokens[last].string != ")":
+            break
+        found |= {tokens[first].start, tokens[last].start}
+    return found
+
+
+def _significant(tokens: list[tokenize.TokenInfo], index: int, step: int) -> int:
+    """The index of the nearest token before (``step`` -1) or after (+1) ``index`` that
+    is not a comment or a line break inside brackets."""
+    index += step
+    while 0 < index < len(tokens) - 1 and tokens[index].type in (tokenize.COMMENT, tokenize.NL):
+        index += step
+    return index
+
+
+def _start(lines: list[str], node: ast.stmt | ast.expr) -> Position:
+    return _position(lines, node.lineno, node.col_offset)
 
 
 def _position(lines: list[str], row: int, byte_offset: int) -> Position:
@@ -118,23 +189,30 @@ def _meaningful_tokens(source: str) -> Iterable[str]:
     """Tokens of ``source`` that carry meaning, in a layout-free canonical spelling.
 
     Dropped: comments, blank and continuation lines, docstrings with the statement end
-    after them, a statement's trailing semicolon, and trailing commas (ruff's "magic
-    trailing comma"), except the one comma of a one-element tuple or tuple index. A body
-    that is only a docstring reads as ``pass``, so documenting ``class Rewind(Train):
-    pass`` changes nothing either. Strings are respelled canonically (``'a'`` is
-    ``"a"``). Indentation and statement ends are kept as markers, since they carry
-    meaning. Redundant parentheses still count.
+    after them, a statement's trailing semicolon, parentheses around the whole of a
+    statement's value or condition (``return (a + b)``, ``if (x):``), and trailing commas
+    (ruff's "magic trailing comma") except the one comma of a one-element tuple or tuple
+    index. A body that is only a docstring reads as ``pass``, so documenting ``class
+    Rewind(Train): pass`` changes nothing either; a body on its header's line reads as
+    the same body on lines of its own, and ``a; b`` as two lines. Strings are respelled
+    canonically (``'a'`` is ``"a"``). Indentation and statement ends are kept as markers,
+    since they carry meaning. Other redundant parentheses still count.
     """
-    docstrings = _docstrings(source)
-    lines = source.splitlines(keepends=True)
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    layout = _layout(source, tokens)
+    lines = io.StringIO(source).readlines()
     emitted: list[str] = []
     brackets: list[list[int]] = []  # per open bracket: [commas, whether one counts]
     docstring_end: Position | None = None  # inside a docstring, until this position
     only_statement = after_docstring = False  # then "pass"; else drop its newline or ";"
+    inline_bodies = 0  # bodies opened on this line, closed at its end
     fstring_start: Position | None = None
     fstring_depth = 0
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+    for token in tokens:
         name = tokenize.tok_name[token.type]
+        if token.start in layout.inline_bodies and not fstring_depth:
+            emitted += ["<NEWLINE>", "<INDENT>"]
+            inline_bodies += 1
         # Python >= 3.12 splits f-strings into parts; rejoin them as 3.11's single token.
         if name == "FSTRING_START":
             fstring_depth += 1
@@ -147,8 +225,8 @@ def _meaningful_tokens(source: str) -> Iterable[str]:
                     emitted.append(_source_slice(lines, fstring_start or token.start, token.end))
                     fstring_start = None
             continue
-        if docstring_end is None and token.start in docstrings:
-            docstring_end, only_statement = docstrings[token.start]
+        if docstring_end is None and token.start in layout.docstrings:
+            docstring_end, only_statement = layout.docstrings[token.start]
             if only_statement:
                 emitted.append("pass")
         if docstring_end is not None:
@@ -157,14 +235,21 @@ def _meaningful_tokens(source: str) -> Iterable[str]:
             docstring_end, after_docstring = None, not only_statement
         if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER):
             continue
+        if token.type == tokenize.OP and token.start in layout.redundant_parens:
+            continue
         if after_docstring:
             after_docstring = False
             if token.type == tokenize.NEWLINE or token.string == ";":
                 continue
-        if token.type == tokenize.NEWLINE and emitted[-1:] == [";"]:
-            emitted.pop()  # a statement's trailing semicolon is layout
         text = token.string
-        if token.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE):
+        if token.type == tokenize.NEWLINE or text == ";":
+            if emitted[-1:] != ["<NEWLINE>"]:  # ";" before a newline is layout
+                emitted.append("<NEWLINE>")
+            if token.type == tokenize.NEWLINE:
+                emitted += ["<DEDENT>"] * inline_bodies
+                inline_bodies = 0
+            continue
+        if token.type in (tokenize.INDENT, tokenize.DEDENT):
             text = f"<{name}>"
         elif token.type == tokenize.STRING:
             text = _canonical_string(text)
