@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import io
 import sys
 from typing import Any
 
@@ -91,9 +92,13 @@ def _used_definitions(capture: dict[str, str | None], class_name: str) -> dict[s
     source = capture["module_source"]
     if source is None:
         return {}
-    lines = source.splitlines(keepends=True)
+    try:
+        module = ast.parse(source)
+    except SyntaxError:  # stored by a Python with newer syntax: the whole module counts
+        return {f"{capture['module']} (module)": source}
+    lines = io.StringIO(source).readlines()  # split as the AST counts lines, at "\n"
     statements: dict[str, list[ast.stmt]] = {}
-    for statement in ast.parse(source).body:
+    for statement in module.body:
         for name in _bound_names(statement):
             statements.setdefault(name, []).append(statement)
     pending = [
