@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -274,3 +275,13 @@ def test_overrides_a_script_never_declares_stop_it_before_any_state_computes(tmp
     assert started.returncode != 0 and "UnusedOverridesError" in started.stderr
     assert "computed" not in through_cli.stdout + started.stdout
     assert not (tmp_path / "store" / "states").exists()
+
+
+def test_dagger_wf_snakefile_passes_a_script_its_overrides(tmp_path):
+    emitted = _cli(tmp_path, "snakefile", "experiment.py", "epochs=2", "fractions=[0.5,0.9]")
+    assert emitted.returncode == 0, emitted.stderr
+    assert "ran 0" in emitted.stdout  # emitted, not run
+    manifest = json.loads((tmp_path / "store" / "workflow" / "manifest.json").read_text())
+    assert len(manifest["states"]) == 4  # the root, Train, and Prune at both fractions
+    unknown = _cli(tmp_path, "snakefile", "experiment.py", "epoch=2")
+    assert unknown.returncode == 2 and "Unknown parameter 'epoch'" in unknown.stderr

@@ -57,9 +57,10 @@ def _is_installed_code(cls: type) -> bool:
 def normalised_source(cls: type) -> str:
     """The class's tokens without comments, docstrings, blank lines or layout.
 
-    Token-based, not AST-based: the output must not depend on the Python version that
-    computes it (a login node and a compute node may differ), and ``ast.unparse`` and
-    ``ast.dump`` output does (3.12 added fields, 3.13 changed what ``ast.dump`` shows).
+    Tokens, not ``ast.unparse`` or ``ast.dump`` text: the output must not depend on the
+    Python version that computes it (a login node and a compute node may differ), and
+    theirs does (3.12 added fields, 3.13 changed what ``ast.dump`` shows). The AST only
+    says where the docstrings, slot parentheses and one-line bodies among them are.
     """
     with _PARSING:
         try:
