@@ -16,7 +16,7 @@ from .keys import (
     root_key,
     root_key_ingredients,
 )
-from .source import normalised_code, normalised_source, read_source
+from .source import normalised_code, normalised_source, parse_source, read_source
 
 __all__ = [
     "Encoded",
@@ -31,6 +31,7 @@ __all__ = [
     "module_name",
     "normalised_code",
     "normalised_source",
+    "parse_source",
     "read_source",
     "recipe_code_version",
     "root_key",

@@ -83,7 +83,14 @@ def read_source(obj: type | types.ModuleType) -> str:
 def normalised_code(source: str) -> str:
     """``source`` (whole statements) as a code version sees it: two texts that differ
     only in docstrings, comments and layout give the same string."""
-    return " ".join(_meaningful_tokens(source))
+    with _PARSING:
+        return " ".join(_meaningful_tokens(source))
+
+
+def parse_source(source: str) -> ast.Module:
+    """``ast.parse(source)``, one thread at a time (SyntaxError if it does not parse)."""
+    with _PARSING:
+        return ast.parse(source)
 
 
 Position = tuple[int, int]  # (row, column in characters), as tokenize gives them

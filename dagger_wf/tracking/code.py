@@ -13,7 +13,7 @@ import io
 import sys
 from typing import Any
 
-from ..hashing import module_name, normalised_code, read_source
+from ..hashing import module_name, normalised_code, parse_source, read_source
 
 
 def capture_code(recipe_class: type) -> dict[str, str | None]:
@@ -93,7 +93,7 @@ def _used_definitions(capture: dict[str, str | None], class_name: str) -> dict[s
     if source is None:
         return {}
     try:
-        module = ast.parse(source)
+        module = parse_source(source)
     except SyntaxError:  # stored by a Python with newer syntax: the whole module counts
         return {f"{capture['module']} (module)": source}
     lines = io.StringIO(source).readlines()  # split as the AST counts lines, at "\n"
