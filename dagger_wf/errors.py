@@ -130,6 +130,11 @@ class SlimStateError(DaggerError, AttributeError):
     """A payload attribute was read on a slim state, whose payload is not loaded."""
 
 
+class PayloadNotComputedError(DaggerError, AttributeError):
+    """A payload attribute was read on a state that is defined but not computed, and
+    that cannot be computed on demand here."""
+
+
 class UnknownRunnerError(DaggerError, ValueError):
     """A runner or scheduler name is not one dagger_wf knows."""
 

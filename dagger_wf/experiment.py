@@ -67,6 +67,7 @@ class Experiment:
         self.experiment_arguments: dict[str, Any] | None = None
         self.graph: StaticExperimentTree | None = None
         self.last_run: RunReport | None = None
+        self._stored_states: dict[str, ExperimentState] = {}  # to_promise() of stored states
 
     # ------------------------------------------------------------ definition
 
@@ -121,7 +122,7 @@ class Experiment:
                 "so it identifies the tree, or drop it."
             )
         key = root_key(cls, experiment_arguments)
-        self.root = cls.new_root(experiment_arguments, key, self.store, self)
+        self.root = cls.new_root(experiment_arguments, key, self.store, self, pending=True)
         self.experiment_arguments = dict(experiment_arguments)
         self.plan.add_root(key, dict(experiment_arguments))
         return ExperimentStatePromise(self, key)
@@ -134,9 +135,26 @@ class Experiment:
                 "it returned (promise.key)."
             )
         planned = self.plan.states[key]
+        if planned.stored:
+            return self._stored_states[key]
         if planned.parent_key is None:
             return self._spawned_root("define")
         return self.defined_state(planned.parent_key).new_state(planned.recipe)
+
+    def promise_of(self, state: ExperimentState) -> ExperimentStatePromise:
+        """The promise of ``state`` (see :meth:`ExperimentState.to_promise`): one this
+        experiment defines, or a stored one, which steps may then extend."""
+        key = state.sha()
+        if not self.plan.defines(key):
+            if not self.store.is_done(key):
+                raise StateNotFoundError(
+                    f"State {key[:12]} is neither defined in this experiment nor stored in "
+                    f"{self.directory}; extend a state of Experiment.restore(...).graph, or "
+                    "a promise that spawn_new_tree() or a recipe returned."
+                )
+            self.plan.add_stored(key)
+            self._stored_states[key] = state
+        return ExperimentStatePromise(self, key)
 
     def _spawned_root(self, action: str) -> ExperimentState:
         if self.root is None:

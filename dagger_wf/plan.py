@@ -6,7 +6,8 @@ import dataclasses
 from typing import Any
 
 from .hashing import RecipeIdentity
-from .state import ExperimentState, StepFunction, StepRecipe
+from .state import ExperimentState
+from .steps import StepFunction, StepRecipe
 
 
 @dataclasses.dataclass
@@ -21,6 +22,7 @@ class PlannedState:
     tags: set[str] = dataclasses.field(default_factory=set)
     functions: list[StepFunction] = dataclasses.field(default_factory=list)
     root_properties: dict[str, Any] | None = None
+    stored: bool = False  # computed before this plan (to_promise()): only extended by it
 
 
 @dataclasses.dataclass
@@ -39,6 +41,10 @@ class Plan:
         self, key: str, parent_key: str, recipe: StepRecipe, identity: RecipeIdentity
     ) -> PlannedState:
         return self._add(PlannedState(key, parent_key, recipe, identity))
+
+    def add_stored(self, key: str) -> PlannedState:
+        """A state already in the store, for new steps to start from; it takes no tags."""
+        return self.states.setdefault(key, PlannedState(key, None, None, stored=True))
 
     def _add(self, planned: PlannedState) -> PlannedState:
         existing = self.states.setdefault(planned.key, planned)
