@@ -22,7 +22,9 @@ class MissingPropertyError(DaggerError, KeyError):
 
 
 class UnknownPropertyError(DaggerError, TypeError):
-    """``spawn_new_tree`` got a keyword that is not one of the state's ``PROPERTIES``."""
+    """A keyword that is not one of the state's ``PROPERTIES``. ``spawn_new_tree`` no
+    longer raises it (it passes such keywords on, with an :class:`UnknownArgumentWarning`);
+    kept so that code catching it still runs."""
 
 
 class UnhashablePropertyError(DaggerError, TypeError):
@@ -201,6 +203,11 @@ class ImpurityWarning(DaggerWarning):
 
 class SeedMismatchWarning(DaggerWarning):
     """Cached states were computed with another seed than the one asked for."""
+
+
+class UnknownArgumentWarning(DaggerWarning):
+    """``spawn_new_tree`` got a keyword that no property, nonhashed attribute or named
+    parameter of ``initialize_state`` takes: likely a typo."""
 
 
 class StandInStateClassWarning(DaggerWarning):

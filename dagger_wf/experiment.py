@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .codec import from_json, to_json
+from .declarations import unexpected_root_arguments
 from .errors import (
     ExperimentPathError,
     InvalidTagError,
@@ -20,7 +21,7 @@ from .errors import (
     StateNotFoundError,
     TreeAlreadySpawnedError,
     TreeNotSpawnedError,
-    UnknownPropertyError,
+    UnknownArgumentWarning,
 )
 from .events import RunReport
 from .hashing import module_name, root_key
@@ -101,7 +102,13 @@ class Experiment:
             self.plan.current_tags[:] = before
 
     def spawn_new_tree(self, **experiment_arguments: Any) -> ExperimentStatePromise:
-        """Define the root state from its PROPERTIES; its payload is built at ``run()``."""
+        """Define the root state from its PROPERTIES; its payload is built at ``run()`` (or
+        when a payload attribute of ``exp.root`` is first read).
+
+        Every keyword reaches ``initialize_state(**experiment_arguments)`` and is kept in
+        ``experiment_arguments``; only the PROPERTIES enter the root's key. A keyword that
+        nothing declares gets an UnknownArgumentWarning (a typo?).
+        """
         if self.root is not None:
             raise TreeAlreadySpawnedError(
                 f"This Experiment already has a root ({self.root!r}); create another "
@@ -114,17 +121,21 @@ class Experiment:
                 f"State {cls.__qualname__!r} needs property {missing[0]!r} (declared in "
                 f"PROPERTIES); pass it to spawn_new_tree({missing[0]}=...)."
             )
-        unknown = [name for name in experiment_arguments if name not in cls.PROPERTIES]
-        if unknown:
-            raise UnknownPropertyError(
-                f"spawn_new_tree got {unknown[0]!r}, which is not a property of "
-                f"{cls.__qualname__!r} (PROPERTIES = {cls.PROPERTIES}); add it to PROPERTIES "
-                "so it identifies the tree, or drop it."
+        for name in unexpected_root_arguments(cls, experiment_arguments):
+            warnings.warn(
+                f"spawn_new_tree got {name!r}, which is not a property of "
+                f"{cls.__qualname__!r} (PROPERTIES = {cls.PROPERTIES}), nor one of its "
+                "NONHASHED_ATTRIBUTES, nor a parameter its initialize_state names: a typo? "
+                "It is passed to initialize_state but does not enter the key; add it to "
+                "PROPERTIES if it identifies the tree.",
+                UnknownArgumentWarning,
+                stacklevel=2,
             )
-        key = root_key(cls, experiment_arguments)
-        self.root = cls.new_root(experiment_arguments, key, self.store, self, pending=True)
+        properties = {name: experiment_arguments[name] for name in cls.PROPERTIES}
+        key = root_key(cls, properties)
+        self.root = cls.new_root(properties, key, self.store, self, pending=True)
         self.experiment_arguments = dict(experiment_arguments)
-        self.plan.add_root(key, dict(experiment_arguments))
+        self.plan.add_root(key, properties, dict(experiment_arguments))
         return ExperimentStatePromise(self, key)
 
     def defined_state(self, key: str) -> ExperimentState:

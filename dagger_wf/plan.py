@@ -22,6 +22,8 @@ class PlannedState:
     tags: set[str] = dataclasses.field(default_factory=set)
     functions: list[StepFunction] = dataclasses.field(default_factory=list)
     root_properties: dict[str, Any] | None = None
+    # Every keyword spawn_new_tree got, for initialize_state (root_properties: the hashed ones).
+    root_arguments: dict[str, Any] | None = None
     stored: bool = False  # computed before this plan (to_promise()): only extended by it
 
 
@@ -34,8 +36,12 @@ class Plan:
     current_tags: list[str] = dataclasses.field(default_factory=list)
     seed: int | None = None  # the run's own seed, if the user gave one
 
-    def add_root(self, key: str, properties: dict[str, Any]) -> PlannedState:
-        return self._add(PlannedState(key, None, None, root_properties=properties))
+    def add_root(
+        self, key: str, properties: dict[str, Any], arguments: dict[str, Any] | None = None
+    ) -> PlannedState:
+        planned = PlannedState(key, None, None, root_properties=properties)
+        planned.root_arguments = arguments
+        return self._add(planned)
 
     def add_child(
         self, key: str, parent_key: str, recipe: StepRecipe, identity: RecipeIdentity

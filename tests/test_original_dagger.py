@@ -92,6 +92,43 @@ def test_a_state_class_overriding_init_with_the_original_signature_runs_and_rest
 # ---------------------------------------------------------------- 3. spawn_new_tree(**kwargs)
 
 
+def test_spawn_new_tree_sets_the_properties_and_ignores_a_nonhashed_keyword(experiment_dir):
+    # original: tests/test_dag.py::TestExperiment::test_spawn_new_tree
+    exp = dg.Experiment(experiment_dir, EmptyState)
+    exp_args = {"a": "first", "B": "second", "c": "shouldnotpropagate"}
+    root = exp.spawn_new_tree(**exp_args)
+    assert type(root) is dg.ExperimentStatePromise
+    root_state = root.get()
+    assert exp.root is root_state
+    assert (root_state.a, root_state.B, root_state.c) == ("first", "second", None)
+
+
+def test_spawn_new_tree_without_a_property_is_a_key_error(experiment_dir):
+    # original: tests/test_dag.py::TestExperiment::test_spawn_new_tree_error
+    with pytest.raises(KeyError):
+        dg.Experiment(experiment_dir, EmptyState).spawn_new_tree()
+
+
+def test_every_keyword_reaches_initialize_state_and_only_properties_are_hashed(tmp_path):
+    exp, root = _tutorial_tree(tmp_path / "a", init_schema="xavier", parallel=True)
+    _, plain = _tutorial_tree(tmp_path / "b")
+    assert exp.experiment_arguments == {
+        "dataset_name": "mnist",
+        "model_name": "lenet",
+        "init_schema": "xavier",
+        "parallel": True,
+    }
+    assert root.key == plain.key
+    assert root.get().model == {"layers": [3, 2, 1], "schema": "xavier", "parallel": True}
+
+
+def test_a_keyword_nothing_declares_is_a_warning_not_an_error(experiment_dir):
+    with pytest.warns(dg.UnknownArgumentWarning, match="'init_shcema'.*typo"):
+        exp, root = _tutorial_tree(experiment_dir, init_shcema="xavier")
+    assert exp.experiment_arguments["init_shcema"] == "xavier"
+    assert root.get().model["schema"] is None
+
+
 # ---------------------------------------------------------------- 4. the root right away
 
 

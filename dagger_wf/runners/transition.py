@@ -183,8 +183,11 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
     seed_everything(seed)
     state.seed = seed
     if planned.recipe is None:
+        arguments = planned.root_arguments
         with recording(state):
-            state.initialize_state(**(planned.root_properties or {}))
+            state.initialize_state(
+                **(planned.root_properties or {} if arguments is None else arguments)
+            )
         return state
     with recording(state):
         result = _checked_result(planned, state, planned.recipe.run(state))
