@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import pickle
+import subprocess
+import sys
 
 import pytest
 from trees import Prune, State, Train, build_lottery_tree, evaluate
@@ -227,6 +229,48 @@ def _pruning_schema(amount):
         (module, "weight"): functools.partial(prune.random_unstructured, amount=amount)
         for module in ["conv1", "conv2", "fc1", "fc2", "fc3"]
     }
+
+
+def test_the_tutorials_pruning_schema_of_partials_is_a_property(experiment_dir):
+    exp, root = _tutorial_tree(experiment_dir)
+    first = PruneRecipe(_pruning_schema(0.5))(root)
+    again = PruneRecipe(_pruning_schema(0.5))(root)
+    other = PruneRecipe(_pruning_schema(0.8))(root)
+    assert first.key == again.key != other.key
+    assert exp.run().ran == {root.key, first.key, other.key}
+
+
+def test_a_partial_hashes_alike_in_every_process_and_is_pinned():
+    script = (
+        "import functools, operator\n"
+        "from dagger_wf.hashing import canonical_json, encode_value\n"
+        "print(canonical_json(encode_value(functools.partial(operator.mul, 2, b={'x': 1}))))\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={"PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ["1", "2"]
+    }
+    assert outputs == {GOLDEN_PARTIAL + "\n"}
+
+
+# A change of this encoding changes keys: make it deliberate.
+GOLDEN_PARTIAL = (
+    '["partial",["function","_operator.mul"],[["int","2"]],'
+    '[["b",["dict",[[["str","x"],["int","1"]]]]]]]'
+)
+
+
+def test_a_partial_of_a_lambda_names_the_property_and_what_to_do(experiment_dir):
+    _exp, root = _tutorial_tree(experiment_dir)
+    schema = {("fc1", "weight"): functools.partial(lambda module, name: None)}
+    with pytest.raises(dg.UnhashablePropertyError, match=r"'schema'.*module-level.*VERSION"):
+        PruneRecipe(schema)(root)
 
 
 # ---------------------------------------------------------------- 7. analysis API
