@@ -283,6 +283,38 @@ def lottery(experiment_dir):
     return dg.Experiment.restore(experiment_dir), {n: p.key for n, p in promises.items()}
 
 
+def test_edge_map_has_an_empty_set_for_every_leaf(lottery):
+    restored, keys = lottery
+    tree = restored.graph
+    leaves = [node for node, children in tree.edge_map.items() if not children]
+    assert sorted(leaves) == sorted([keys["pruned 0.1"], keys["pruned 0.01"]])
+    assert set(tree.edge_map) == set(tree.node_map)
+
+
+def test_draw_renders_filename_dot_format_as_the_original(lottery, tmp_path):
+    restored, _keys = lottery
+    drawn = restored.graph.draw(filename=str(tmp_path / "graph"), format="png", view=False)
+    assert drawn == tmp_path / "graph.png"
+    assert drawn.read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "graph").exists()  # the dot source is cleaned up
+
+
+def test_to_graphviz_returns_the_digraph_without_writing(lottery, tmp_path):
+    import graphviz
+
+    restored, keys = lottery
+    dot = restored.graph.to_graphviz()
+    assert isinstance(dot, graphviz.Digraph)
+    assert all(key in dot.source for key in keys.values())
+    assert not list(tmp_path.glob("*.pdf"))
+
+
+def test_nodes_are_a_static_experiment_tree_node_set(lottery):
+    restored, _keys = lottery
+    assert isinstance(restored.graph.nodes, dg.StaticExperimentTree.NodeSet)
+    assert dg.StaticExperimentTree.NodeSet is dg.NodeSet
+
+
 def test_graph_is_none_before_anything_is_restored(experiment_dir):
     exp = dg.Experiment(experiment_dir, State)
     assert exp.graph is None and exp.root is None
