@@ -176,11 +176,12 @@ class Experiment:
 
     @property
     def leaves(self) -> dict[str, Any]:
-        """The pending Dask ``Delayed`` of every leaf state and Function call."""
+        """The pending Dask ``Delayed`` of every Function call and of every leaf state
+        without one; reading them writes nothing, computing one stores what it needs."""
         from .runners.dask import leaf_delayeds
 
-        self.save()
-        return leaf_delayeds(self.plan, self.store)
+        root_key = self.root.sha() if self.root is not None else None
+        return leaf_delayeds(self.plan, self.store, root_key, self._description())
 
     # ------------------------------------------------------------ running
 
@@ -300,16 +301,17 @@ class Experiment:
     def save(self) -> None:
         """Record the root and write ``experiment.json``: the state class, the latest
         root and its arguments."""
-        current_root = self.root.sha() if self.root is not None else None
-        if current_root is not None:
-            self.store.add_root(current_root)
-        self.store.write_experiment(
-            {
-                **_state_class_description(self.state_class),
-                "root": current_root,
-                "experiment_arguments": to_json(self.experiment_arguments),
-            }
-        )
+        if self.root is not None:
+            self.store.add_root(self.root.sha())
+        self.store.write_experiment(self._description())
+
+    def _description(self) -> dict[str, Any]:
+        """What ``experiment.json`` says: the state class, the latest root, its arguments."""
+        return {
+            **_state_class_description(self.state_class),
+            "root": self.root.sha() if self.root is not None else None,
+            "experiment_arguments": to_json(self.experiment_arguments),
+        }
 
     # ------------------------------------------------------------ analysis
 

@@ -356,3 +356,23 @@ def test_pickling_drops_the_experiment_object(experiment_dir):
     assert "experiment_object" not in state.__getstate__()
     state.__setstate__(state.__dict__)
     assert state.experiment_object is None
+
+
+def test_a_function_replaces_its_state_among_the_leaves(experiment_dir):
+    # original: tests/test_dag.py::TestFunction::test_function
+    exp = dg.Experiment(experiment_dir, State)
+    state1 = Train(1, 0.4)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    assert len(exp.leaves) == 1
+    state2 = dg.Function(evaluate)(state1)
+    assert state2 is state1
+    leaves = exp.leaves
+    assert len(leaves) == 1
+    [leaf] = leaves.values()
+    assert leaf.compute(scheduler="sync").kind is dg.EventKind.FUNCTION_RAN
+
+
+def test_reading_leaves_writes_nothing(experiment_dir):
+    exp, _promises = build_lottery_tree(experiment_dir)
+    before = sorted(experiment_dir.rglob("*"))
+    assert len(exp.leaves) == 4
+    assert sorted(experiment_dir.rglob("*")) == before
