@@ -29,7 +29,7 @@ from .parameters import check_overrides_used
 from .plan import Plan
 from .promise import ExperimentStatePromise
 from .settings import DEFAULT_SNAKEFILE, RunSettings, current_settings, record_run
-from .state import ExperimentState
+from .state import ExperimentState, defer_payload
 from .store import ExperimentStore
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class Experiment:
             )
         properties = {name: experiment_arguments[name] for name in cls.PROPERTIES}
         key = root_key(cls, properties)
-        self.root = cls.new_root(properties, key, self.store, self, pending=True)
+        self.root = defer_payload(cls.new_root(properties, key, self.store, self))
         self.experiment_arguments = dict(experiment_arguments)
         self.plan.add_root(key, properties, dict(experiment_arguments))
         return ExperimentStatePromise(self, key)
@@ -150,7 +150,7 @@ class Experiment:
             return self._stored_states[key]
         if planned.parent_key is None:
             return self._spawned_root("define")
-        return self.defined_state(planned.parent_key).new_state(planned.recipe)
+        return defer_payload(self.defined_state(planned.parent_key).new_state(planned.recipe))
 
     def promise_of(self, state: ExperimentState) -> ExperimentStatePromise:
         """The promise of ``state`` (see :meth:`ExperimentState.to_promise`): one this

@@ -208,7 +208,7 @@ class ExperimentState:
         reference, not copied), its key follows from this key and ``recipe``."""
         child = type(self)(parent_sha=self.sha(), experiment_object=self.experiment_object)
         if self._pending or self.slim_loaded:  # no payload to inherit yet: computed on demand
-            child._mark_pending()
+            defer_payload(child)
         for name in [*self.PROPERTIES, *([] if child._pending else self.NONHASHED_ATTRIBUTES)]:
             setattr(child, name, self.__dict__.get(name))
         child.recipe = recipe
@@ -217,11 +217,6 @@ class ExperimentState:
         return child
 
     # ------------------------------------------------------------ storage
-
-    def _mark_pending(self) -> None:
-        for name in self.NONHASHED_ATTRIBUTES:
-            self.__dict__.pop(name, None)
-        self._pending = True
 
     def _compute_on_demand(self, name: str) -> None:
         """Load, or compute and store (with its ancestors), the payload of a state defined
@@ -309,14 +304,10 @@ class ExperimentState:
         key: str,
         storage: StateStorage,
         owner: TreeOwner | None = None,
-        pending: bool = False,
     ) -> ExperimentState:
-        """A root with its properties set and its key fixed; no payload yet (``pending``:
-        none until it is computed, on demand when a payload attribute is read)."""
+        """A root with its properties set and its key fixed; no payload yet."""
         root = cls(parent_sha=None, experiment_object=owner)
         root.__dict__.update(properties)
-        if pending:
-            root._mark_pending()
         root.root_state = True
         root._sha = key
         root._storage = storage
@@ -391,6 +382,15 @@ class ExperimentState:
 
 
 # ---------------------------------------------------------------- between states and storage
+
+
+def defer_payload(state: ExperimentState) -> ExperimentState:
+    """Mark ``state`` defined but not computed: it has no payload until one of its
+    NONHASHED_ATTRIBUTES is read, which loads it (or computes and stores it) then."""
+    for name in state.NONHASHED_ATTRIBUTES:
+        state.__dict__.pop(name, None)
+    state._pending = True
+    return state
 
 
 def record_of(

@@ -148,6 +148,13 @@ def test_reading_a_defined_childs_payload_computes_it_and_its_ancestors(experime
     assert exp.run().cached == {root.key, trained.key}
 
 
+def test_a_defined_child_never_shows_its_computed_parents_payload_as_its_own(experiment_dir):
+    exp, root = _tutorial_tree(experiment_dir)
+    trained = Retrain(3)(root)
+    assert "epochs" not in exp.root.model  # the root is computed now, its child is not
+    assert trained.state.model["epochs"] == 3
+
+
 def test_a_defined_state_that_cannot_be_computed_here_says_to_call_get_or_run(experiment_dir):
     exp = dg.Experiment(experiment_dir, EmptyState)
     exp.spawn_new_tree(a=1, B=2)
