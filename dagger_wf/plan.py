@@ -39,9 +39,9 @@ class Plan:
     def add_root(
         self, key: str, properties: dict[str, Any], arguments: dict[str, Any] | None = None
     ) -> PlannedState:
-        planned = PlannedState(key, None, None, root_properties=properties)
-        planned.root_arguments = arguments
-        return self._add(planned)
+        return self._add(
+            PlannedState(key, None, None, root_properties=properties, root_arguments=arguments)
+        )
 
     def add_child(
         self, key: str, parent_key: str, recipe: StepRecipe, identity: RecipeIdentity

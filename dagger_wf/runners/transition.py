@@ -183,11 +183,10 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
     seed_everything(seed)
     state.seed = seed
     if planned.recipe is None:
-        arguments = planned.root_arguments
+        given = planned.root_arguments
+        arguments = planned.root_properties if given is None else given  # an older plan
         with recording(state):
-            state.initialize_state(
-                **(planned.root_properties or {} if arguments is None else arguments)
-            )
+            state.initialize_state(**(arguments or {}))
         return state
     with recording(state):
         result = _checked_result(planned, state, planned.recipe.run(state))
