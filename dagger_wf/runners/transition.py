@@ -6,14 +6,16 @@ same seed, same payload bytes, same metadata.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import cloudpickle
@@ -179,16 +181,35 @@ def initial_state(
     )
 
 
+_STEP = threading.local()
+
+
+def step_running() -> bool:
+    """Whether this thread runs a step now: a recipe, ``initialize_state`` or a Function."""
+    return getattr(_STEP, "running", False)
+
+
+@contextlib.contextmanager
+def _running_step(state: ExperimentState) -> Iterator[None]:
+    """``recording(state)``, with this thread known to run a step meanwhile."""
+    outer, _STEP.running = step_running(), True
+    try:
+        with recording(state):
+            yield
+    finally:
+        _STEP.running = outer
+
+
 def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
     seed_everything(seed)
     state.seed = seed
     if planned.recipe is None:
         given = planned.root_arguments
         arguments = planned.root_properties if given is None else given  # an older plan
-        with recording(state):
+        with _running_step(state):
             state.initialize_state(**(arguments or {}))
         return state
-    with recording(state):
+    with _running_step(state):
         result = _checked_result(planned, state, planned.recipe.run(state))
     return adopt_result(result, state, planned.key, planned.recipe)
 
@@ -324,7 +345,7 @@ def apply_function(
     try:
         state = load_state(store, key, context.state_class)
         seed_everything(seed_from_key(key, context.global_seed))
-        with recording(state):
+        with _running_step(state):
             returned = function.op(state)
         metrics = {**logged_metrics(state), **metrics_from_return(returned)}
     except Exception as error:
