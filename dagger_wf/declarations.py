@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import keyword
 from collections.abc import Iterable, Set
+from typing import Any
 
 from .errors import DeclarationTypeError, OverlappingAttributesError, ReservedPropertyNameError
 
@@ -56,3 +58,14 @@ def check_state_declarations(cls: type, reserved: Set[str]) -> None:
             f"{cls.__qualname__} declares {overlap} in both PROPERTIES (hashed) and "
             "NONHASHED_ATTRIBUTES (not hashed); keep each name in exactly one of them."
         )
+
+
+def unexpected_root_arguments(cls: Any, arguments: Iterable[str]) -> list[str]:
+    """The keywords of ``spawn_new_tree`` that no declaration takes: not a property, not a
+    nonhashed attribute, and not a parameter that ``initialize_state`` names (its
+    ``**kwargs`` take anything, so a typo would pass unseen)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(cls.initialize_state).parameters.values()
+    named = {parameter.name for parameter in parameters if parameter.kind in kinds}
+    known = {*getattr(cls, "PROPERTIES", []), *getattr(cls, "NONHASHED_ATTRIBUTES", []), *named}
+    return [name for name in arguments if name not in known]

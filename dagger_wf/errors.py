@@ -22,7 +22,9 @@ class MissingPropertyError(DaggerError, KeyError):
 
 
 class UnknownPropertyError(DaggerError, TypeError):
-    """``spawn_new_tree`` got a keyword that is not one of the state's ``PROPERTIES``."""
+    """A keyword that is not one of the state's ``PROPERTIES``. ``spawn_new_tree`` no
+    longer raises it (it passes such keywords on, with an :class:`UnknownArgumentWarning`);
+    kept so that code catching it still runs."""
 
 
 class UnhashablePropertyError(DaggerError, TypeError):
@@ -134,6 +136,11 @@ class SlimStateError(DaggerError, AttributeError):
     """A payload attribute was read on a slim state, whose payload is not loaded."""
 
 
+class PayloadNotComputedError(DaggerError, AttributeError):
+    """A payload attribute was read on a state that is defined but not computed, and
+    that cannot be computed on demand here."""
+
+
 class UnknownRunnerError(DaggerError, ValueError):
     """A runner or scheduler name is not one dagger_wf knows."""
 
@@ -209,6 +216,11 @@ class ImpurityWarning(DaggerWarning):
 
 class SeedMismatchWarning(DaggerWarning):
     """Cached states were computed with another seed than the one asked for."""
+
+
+class UnknownArgumentWarning(DaggerWarning):
+    """``spawn_new_tree`` got a keyword that no property, nonhashed attribute or named
+    parameter of ``initialize_state`` takes: likely a typo."""
 
 
 class StandInStateClassWarning(DaggerWarning):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .codec import from_json, to_json
+from .declarations import unexpected_root_arguments
 from .errors import (
     ExperimentPathError,
     InvalidTagError,
@@ -22,7 +23,7 @@ from .errors import (
     StateNotFoundError,
     TreeAlreadySpawnedError,
     TreeNotSpawnedError,
-    UnknownPropertyError,
+    UnknownArgumentWarning,
 )
 from .events import RunReport
 from .hashing import module_name, root_key
@@ -30,7 +31,7 @@ from .parameters import check_overrides_used
 from .plan import Plan
 from .promise import ExperimentStatePromise
 from .settings import DEFAULT_SNAKEFILE, RunSettings, current_settings, record_run
-from .state import ExperimentState
+from .state import ExperimentState, defer_payload
 from .store import ExperimentStore
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class Experiment:
         self.last_run: RunReport | None = None
         self._turn = threading.RLock()  # runs, emits and computes take turns
         self._spawning = threading.Lock()  # one root, whichever thread spawns first
+        self._stored_states: dict[str, ExperimentState] = {}  # to_promise() of stored states
 
     # ------------------------------------------------------------ definition
 
@@ -108,7 +110,13 @@ class Experiment:
             self.plan.current_tags[:] = before
 
     def spawn_new_tree(self, **experiment_arguments: Any) -> ExperimentStatePromise:
-        """Define the root state from its PROPERTIES; its payload is built at ``run()``."""
+        """Define the root state from its PROPERTIES; its payload is built at ``run()`` (or
+        when a payload attribute of ``exp.root`` is first read).
+
+        Every keyword reaches ``initialize_state(**experiment_arguments)`` and is kept in
+        ``experiment_arguments``; only the PROPERTIES enter the root's key. A keyword that
+        nothing declares gets an UnknownArgumentWarning (a typo?).
+        """
         with self._spawning:
             return self._spawn(experiment_arguments)
 
@@ -126,17 +134,21 @@ class Experiment:
                 f"State {cls.__qualname__!r} needs property {missing[0]!r} (declared in "
                 f"PROPERTIES); pass it to spawn_new_tree({missing[0]}=...)."
             )
-        unknown = [name for name in experiment_arguments if name not in cls.PROPERTIES]
-        if unknown:
-            raise UnknownPropertyError(
-                f"spawn_new_tree got {unknown[0]!r}, which is not a property of "
-                f"{cls.__qualname__!r} (PROPERTIES = {cls.PROPERTIES}); add it to PROPERTIES "
-                "so it identifies the tree, or drop it."
+        for name in unexpected_root_arguments(cls, experiment_arguments):
+            warnings.warn(
+                f"spawn_new_tree got {name!r}, which is not a property of "
+                f"{cls.__qualname__!r} (PROPERTIES = {cls.PROPERTIES}), nor one of its "
+                "NONHASHED_ATTRIBUTES, nor a parameter its initialize_state names: a typo? "
+                "It is passed to initialize_state but does not enter the key; add it to "
+                "PROPERTIES if it identifies the tree.",
+                UnknownArgumentWarning,
+                stacklevel=2,
             )
-        key = root_key(cls, experiment_arguments)
-        self.root = cls.new_root(experiment_arguments, key, self.store, self)
+        properties = {name: experiment_arguments[name] for name in cls.PROPERTIES}
+        key = root_key(cls, properties)
+        self.root = defer_payload(cls.new_root(properties, key, self.store, self))
         self.experiment_arguments = dict(experiment_arguments)
-        self.plan.add_root(key, dict(experiment_arguments))
+        self.plan.add_root(key, properties, dict(experiment_arguments))
         return ExperimentStatePromise(self, key)
 
     def defined_state(self, key: str) -> ExperimentState:
@@ -147,9 +159,26 @@ class Experiment:
                 "it returned (promise.key)."
             )
         planned = self.plan.states[key]
+        if planned.stored:
+            return self._stored_states[key]
         if planned.parent_key is None:
             return self._spawned_root("define")
-        return self.defined_state(planned.parent_key).new_state(planned.recipe)
+        return defer_payload(self.defined_state(planned.parent_key).new_state(planned.recipe))
+
+    def promise_of(self, state: ExperimentState) -> ExperimentStatePromise:
+        """The promise of ``state`` (see :meth:`ExperimentState.to_promise`): one this
+        experiment defines, or a stored one, which steps may then extend."""
+        key = state.sha()
+        if not self.plan.defines(key):
+            if not self.store.is_done(key):
+                raise StateNotFoundError(
+                    f"State {key[:12]} is neither defined in this experiment nor stored in "
+                    f"{self.directory}; extend a state of Experiment.restore(...).graph, or "
+                    "a promise that spawn_new_tree() or a recipe returned."
+                )
+            self.plan.add_stored(key)
+            self._stored_states[key] = state
+        return ExperimentStatePromise(self, key)
 
     def _spawned_root(self, action: str) -> ExperimentState:
         if self.root is None:
@@ -160,12 +189,13 @@ class Experiment:
 
     @property
     def leaves(self) -> dict[str, Any]:
-        """The pending Dask ``Delayed`` of every leaf state and Function call."""
+        """The pending Dask ``Delayed`` of every Function call and of every leaf state
+        without one; reading them writes nothing, computing one stores what it needs."""
         from .runners.dask import leaf_delayeds
 
         check_overrides_used()
-        self.save()
-        return leaf_delayeds(self.plan.snapshot(), self.store)
+        root_key = self.root.sha() if self.root is not None else None
+        return leaf_delayeds(self.plan.snapshot(), self.store, root_key, self._description())
 
     # ------------------------------------------------------------ running
 
@@ -309,16 +339,17 @@ class Experiment:
     def save(self) -> None:
         """Record the root and write ``experiment.json``: the state class, the latest
         root and its arguments."""
-        current_root = self.root.sha() if self.root is not None else None
-        if current_root is not None:
-            self.store.add_root(current_root)
-        self.store.write_experiment(
-            {
-                **_state_class_description(self.state_class),
-                "root": current_root,
-                "experiment_arguments": to_json(self.experiment_arguments),
-            }
-        )
+        if self.root is not None:
+            self.store.add_root(self.root.sha())
+        self.store.write_experiment(self._description())
+
+    def _description(self) -> dict[str, Any]:
+        """What ``experiment.json`` says: the state class, the latest root, its arguments."""
+        return {
+            **_state_class_description(self.state_class),
+            "root": self.root.sha() if self.root is not None else None,
+            "experiment_arguments": to_json(self.experiment_arguments),
+        }
 
     # ------------------------------------------------------------ analysis
 

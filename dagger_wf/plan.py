@@ -7,7 +7,8 @@ import threading
 from typing import Any
 
 from .hashing import RecipeIdentity
-from .state import ExperimentState, StepFunction, StepRecipe
+from .state import ExperimentState
+from .steps import StepFunction, StepRecipe
 
 
 @dataclasses.dataclass
@@ -22,6 +23,9 @@ class PlannedState:
     tags: set[str] = dataclasses.field(default_factory=set)
     functions: list[StepFunction] = dataclasses.field(default_factory=list)
     root_properties: dict[str, Any] | None = None
+    # Every keyword spawn_new_tree got, for initialize_state (root_properties: the hashed ones).
+    root_arguments: dict[str, Any] | None = None
+    stored: bool = False  # computed before this plan (to_promise()): only extended by it
 
 
 @dataclasses.dataclass
@@ -64,13 +68,22 @@ class Plan:
             states = {key: _copied(planned) for key, planned in self.states.items()}
         return Plan(self.state_class, states, self.seed)
 
-    def add_root(self, key: str, properties: dict[str, Any]) -> PlannedState:
-        return self._add(PlannedState(key, None, None, root_properties=properties))
+    def add_root(
+        self, key: str, properties: dict[str, Any], arguments: dict[str, Any] | None = None
+    ) -> PlannedState:
+        return self._add(
+            PlannedState(key, None, None, root_properties=properties, root_arguments=arguments)
+        )
 
     def add_child(
         self, key: str, parent_key: str, recipe: StepRecipe, identity: RecipeIdentity
     ) -> PlannedState:
         return self._add(PlannedState(key, parent_key, recipe, identity))
+
+    def add_stored(self, key: str) -> PlannedState:
+        """A state already in the store, for new steps to start from; it takes no tags."""
+        with self._lock:
+            return self.states.setdefault(key, PlannedState(key, None, None, stored=True))
 
     def _add(self, planned: PlannedState) -> PlannedState:
         tags = self.current_tags

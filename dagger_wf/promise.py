@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from .hashing import RecipeIdentity
-from .state import ExperimentState, StepFunction, StepRecipe, TreeOwner
+from .state import ExperimentState, TreeOwner
+from .steps import StepFunction, StepRecipe
 
 
 class TreeDefinition(Protocol):
@@ -27,8 +28,6 @@ class PromiseOwner(TreeOwner, Protocol):
     def plan(self) -> TreeDefinition: ...
 
     def defined_state(self, key: str) -> ExperimentState: ...
-
-    def compute(self, key: str, scheduler: str = ...) -> ExperimentState: ...
 
 
 class ExperimentStatePromise:

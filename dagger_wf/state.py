@@ -10,36 +10,16 @@ from typing import Any, ClassVar, Protocol
 from .declarations import check_state_declarations, public_names
 from .errors import (
     MetricOutsideRunError,
+    PayloadNotComputedError,
     SlimStateError,
     StateNotComputedError,
+    StateNotFoundError,
     UnknownMetricError,
 )
-from .hashing import RecipeIdentity, child_key, identity_of, root_key
+from .hashing import Identified, RecipeIdentity, child_key, identity_of, root_key
 from .metrics import append_metric
 from .records import StateRecord, Status
 from .storage import StateStorage
-
-
-class StepRecipe(Protocol):
-    """What the tree needs of a recipe (a :class:`~dagger_wf.Recipe`): run it, and where."""
-
-    RESOURCES: ClassVar[dict[str, int | str]]
-
-    def run(self, state: ExperimentState) -> ExperimentState: ...
-
-    def needs_own_job(self) -> bool: ...
-
-    def identity(self) -> RecipeIdentity: ...
-
-
-class StepFunction(Protocol):
-    """What the tree needs of a :class:`~dagger_wf.Function`: its name and its op."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def op(self) -> Callable[[ExperimentState], object]: ...
 
 
 class TreeOwner(Protocol):
@@ -51,6 +31,10 @@ class TreeOwner(Protocol):
 
     @property
     def root(self) -> ExperimentState | None: ...
+
+    def compute(self, key: str, scheduler: str = ...) -> ExperimentState: ...
+
+    def promise_of(self, state: ExperimentState) -> Any: ...
 
 
 # Attributes every state carries for dagger_wf itself; never part of the payload.
@@ -67,12 +51,14 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "tags",
         "save_pre_hooks",
         "save_post_hooks",
+        "load_post_hooks",
         "record",
         "seed",
         "_sha",
         "_storage",
         "_metrics",
         "_recording",
+        "_pending",
     ]
 )
 
@@ -82,7 +68,9 @@ class ExperimentState:
 
     Subclass it, declare ``PROPERTIES`` (they identify the root and enter its key) and
     ``NONHASHED_ATTRIBUTES`` (the payload: inherited by children, never hashed), and
-    implement ``initialize_state(**properties)`` to build the root's payload.
+    implement ``initialize_state(**experiment_arguments)`` to build the root's payload.
+    dagger_wf builds every state as ``cls(parent_sha=..., experiment_object=...)``, so an
+    ``__init__`` override with that signature that calls ``super().__init__`` works.
     """
 
     PROPERTIES: ClassVar[list[str]] = []
@@ -100,12 +88,14 @@ class ExperimentState:
         self.from_cache = False
         self.root_state = False
         self.slim_loaded = False
-        self.recipe: StepRecipe | RecipeIdentity | None = None
+        self.recipe: Identified | RecipeIdentity | None = None
         self.tags: list[str] = []
         self.parent: ExperimentState | None = None
         self.children: set[ExperimentState] = set()
         self.save_pre_hooks: list[Callable[[], Any]] = []
         self.save_post_hooks: list[Callable[[], Any]] = []
+        self.load_post_hooks: list[Callable[[], Any]] = []  # run after the payload is loaded
+        self._pending = False  # defined, not computed: the payload is built when first read
         self.record: StateRecord | None = None
         self._sha: str | None = None
         self._storage: StateStorage | None = None
@@ -213,11 +203,13 @@ class ExperimentState:
             return state
         return self.experiment_object.root or state
 
-    def new_state(self, recipe: StepRecipe | None = None) -> ExperimentState:
+    def new_state(self, recipe: Identified | None = None) -> ExperimentState:
         """A child of this state: PROPERTIES and NONHASHED_ATTRIBUTES are inherited (by
         reference, not copied), its key follows from this key and ``recipe``."""
         child = type(self)(parent_sha=self.sha(), experiment_object=self.experiment_object)
-        for name in [*self.PROPERTIES, *self.NONHASHED_ATTRIBUTES]:
+        if self._pending or self.slim_loaded:  # no payload to inherit yet: computed on demand
+            defer_payload(child)
+        for name in [*self.PROPERTIES, *([] if child._pending else self.NONHASHED_ATTRIBUTES)]:
             setattr(child, name, self.__dict__.get(name))
         child.recipe = recipe
         child.tags = list(self.tags)
@@ -225,6 +217,40 @@ class ExperimentState:
         return child
 
     # ------------------------------------------------------------ storage
+
+    def _compute_on_demand(self, name: str) -> None:
+        """Load, or compute and store (with its ancestors), the payload of a state defined
+        but not computed: as in the original dagger, ``exp.root.model`` is there at once."""
+        storage, key = self._storage_or_none(), self.sha()
+        with contextlib.suppress(StateNotFoundError):  # not defined there: cannot compute
+            if storage is not None and not storage.is_done(key) and self.experiment_object:
+                self.experiment_object.compute(key)
+        if storage is None or not storage.is_done(key):
+            raise PayloadNotComputedError(
+                f"{name!r} is part of the payload of state {key[:12]}, which is defined but "
+                "not computed (and cannot be computed here); call promise.get() or exp.run()."
+            )
+        if self._pending:
+            fill_payload(self, storage, storage.read_record(key))
+
+    def to_promise(self) -> Any:
+        """A promise of this restored or computed state, for new recipes and Functions."""
+        if self.experiment_object is None:
+            raise StateNotFoundError(
+                f"State {self.sha()[:12]} belongs to no experiment; take it from "
+                "Experiment.restore(directory).graph, or use a promise a recipe returned."
+            )
+        return self.experiment_object.promise_of(self)
+
+    @property
+    def path(self) -> Path:
+        """Where this state's payload is (or will be) stored."""
+        return self._required_storage().payload_path(self.sha())
+
+    @property
+    def slim_sha(self) -> str | None:
+        """The key of a slim state (payload not loaded); None when it is full."""
+        return self.sha() if self.slim_loaded else None
 
     def _required_storage(self) -> StateStorage:
         storage = self._storage_or_none()
@@ -280,9 +306,8 @@ class ExperimentState:
         owner: TreeOwner | None = None,
     ) -> ExperimentState:
         """A root with its properties set and its key fixed; no payload yet."""
-        root = cls()
+        root = cls(parent_sha=None, experiment_object=owner)
         root.__dict__.update(properties)
-        root.experiment_object = owner
         root.root_state = True
         root._sha = key
         root._storage = storage
@@ -293,8 +318,7 @@ class ExperimentState:
         cls, record: StateRecord, storage: StateStorage, owner: TreeOwner | None = None
     ) -> ExperimentState:
         """A slim state (no payload) rebuilt from its stored metadata."""
-        state = cls.__new__(cls)
-        ExperimentState.__init__(state, experiment_object=owner)
+        state = cls(parent_sha=record.parent_key, experiment_object=owner)
         state._storage = storage
         state.apply_record(record)
         state.deflate()
@@ -324,6 +348,10 @@ class ExperimentState:
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes that are not set: explain a payload read on a slim state.
         state = self.__dict__
+        if state.get("_pending") and name in type(self).NONHASHED_ATTRIBUTES:
+            self._compute_on_demand(name)
+            if name in state:
+                return state[name]
         if state.get("slim_loaded") and name in type(self).NONHASHED_ATTRIBUTES:
             key = str(state.get("_sha"))[:12]
             record = state.get("record")
@@ -341,7 +369,8 @@ class ExperimentState:
     def __getstate__(self) -> dict[str, Any]:
         """Pickling drops the experiment and the tree links, which are rebuilt on load."""
         state = dict(self.__dict__)
-        state.update(experiment_object=None, parent=None, children=set())
+        del state["experiment_object"]
+        state.update(parent=None, children=set())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -353,6 +382,15 @@ class ExperimentState:
 
 
 # ---------------------------------------------------------------- between states and storage
+
+
+def defer_payload(state: ExperimentState) -> ExperimentState:
+    """Mark ``state`` defined but not computed: it has no payload until one of its
+    NONHASHED_ATTRIBUTES is read, which loads it (or computes and stores it) then."""
+    for name in state.NONHASHED_ATTRIBUTES:
+        state.__dict__.pop(name, None)
+    state._pending = True
+    return state
 
 
 def record_of(
@@ -397,6 +435,9 @@ def fill_payload(state: ExperimentState, storage: StateStorage, record: StateRec
     state.__dict__.update(payload)
     state.from_cache = True
     state.slim_loaded = False
+    state._pending = False
+    for hook in state.load_post_hooks:
+        hook()
 
 
 def load_state(
@@ -407,42 +448,3 @@ def load_state(
     state = state_class.from_record(record, storage)
     fill_payload(state, storage, record)
     return state
-
-
-# ---------------------------------------------------------------- during a step
-
-
-def step_child(parent: ExperimentState, recipe: StepRecipe, key: str) -> ExperimentState:
-    """The child a recipe will change, with its key fixed: known from the plan, it is
-    never recomputed where the recipe's source may be absent (a cluster node)."""
-    child = parent.new_state(recipe)
-    child._sha = key
-    return child
-
-
-@contextlib.contextmanager
-def recording(state: ExperimentState) -> Iterator[None]:
-    """Inside the block, ``state.log_metric`` records (a recipe or Function is running)."""
-    state._recording = True
-    try:
-        yield
-    finally:
-        state._recording = False
-
-
-def logged_metrics(state: ExperimentState) -> dict[str, list[list[float]]]:
-    """What was logged on ``state`` in this process (not what was stored before)."""
-    return dict(state._metrics)
-
-
-def adopt_result(
-    result: ExperimentState, made_from: ExperimentState, key: str, recipe: StepRecipe
-) -> ExperimentState:
-    """Whatever object ``run()`` returned is the state ``key`` names: it takes the key,
-    lineage, storage and logged metrics of the child it was made from."""
-    result._recording = False
-    result._metrics = {**made_from._metrics, **result._metrics}
-    result._sha, result.parent_sha, result.recipe = key, made_from.parent_sha, recipe
-    result.root_state = False
-    result._storage = made_from._storage
-    return result

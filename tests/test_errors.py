@@ -18,10 +18,12 @@ def test_missing_root_property_is_a_key_error_naming_it(experiment_dir):
     assert "spawn_new_tree(model_name=...)" in str(caught.value)
 
 
-def test_unknown_keyword_lists_the_declared_properties(experiment_dir):
+def test_unknown_keyword_is_a_warning_that_lists_the_declared_properties(experiment_dir):
+    # Issue 12: the original passes every keyword on to initialize_state, so a keyword
+    # nothing declares is likely a typo (a warning), no longer an UnknownPropertyError.
     exp = dg.Experiment(experiment_dir, State)
-    with pytest.raises(dg.UnknownPropertyError, match="dataset_name"):
-        exp.spawn_new_tree(dataset_name="d", model_name="m", seed=3)
+    with pytest.warns(dg.UnknownArgumentWarning, match=r"'lr_typo'.*dataset_name"):
+        exp.spawn_new_tree(dataset_name="d", model_name="m", lr_typo=3)
 
 
 def test_spawning_twice_is_refused(experiment_dir):

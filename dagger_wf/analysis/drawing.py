@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..hashing import identity_of
 from ..records import Status
 from ..state import ExperimentState
 
 _STATUS_COLOURS = {Status.DONE: "black", Status.FAILED: "red", Status.PENDING: "grey"}
+# What `draw()` writes when neither a format nor a known suffix says: the original's default.
+DEFAULT_FORMAT = "pdf"
 
 
 def _label(node: ExperimentState) -> str:
@@ -21,23 +24,44 @@ def _label(node: ExperimentState) -> str:
     return "\\n".join(line.replace('"', "'") for line in lines)
 
 
-def render_tree(
+def tree_digraph(
     nodes: Iterable[ExperimentState],
     edge_map: Mapping[str, set[str]],
-    path: Path,
-    fmt: str | None,
-) -> Path:
-    """Write the states as boxes (key, step, tags; failed ones red) and their edges."""
+    node_args: Mapping[str, str] | None = None,
+) -> Any:
+    """A ``graphviz.Digraph`` of the states as boxes (key, step, tags; failed ones red)
+    and their edges; ``node_args`` are Graphviz node attributes that override ours."""
     import graphviz
 
-    fmt = fmt or path.suffix.lstrip(".") or "svg"
     dot = graphviz.Digraph(comment="dagger_wf experiment tree")
     dot.attr("node", shape="box", fontname="monospace", fontsize="10")
     for node in nodes:
-        dot.node(node.sha(), _label(node), color=_STATUS_COLOURS.get(node.status, "black"))
+        attributes = {"color": _STATUS_COLOURS.get(node.status, "black"), **(node_args or {})}
+        dot.node(node.sha(), _label(node), **attributes)
     for parent, children in edge_map.items():
         for child in sorted(children):
             dot.edge(parent, child)
+    return dot
+
+
+def drawing_path(filename: str | Path, fmt: str | None) -> tuple[Path, str]:
+    """Where ``draw(filename, format)`` writes, and in which format: ``filename.format``
+    when a format is given (as the original dagger did), else ``filename`` itself when
+    its suffix is a Graphviz format (``tree.svg``), else ``filename.pdf``."""
+    import graphviz
+
+    path = Path(filename)
+    if fmt is not None:
+        return path.with_name(f"{path.name}.{fmt}"), fmt
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix in graphviz.FORMATS:
+        return path, suffix
+    return path.with_name(f"{path.name}.{DEFAULT_FORMAT}"), DEFAULT_FORMAT
+
+
+def render_tree(dot: Any, filename: str | Path, fmt: str | None, view: bool = False) -> Path:
+    """Render ``dot`` (see :func:`tree_digraph`) to the file :func:`drawing_path` names."""
+    path, fmt = drawing_path(filename, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dot.render(outfile=path, format=fmt, cleanup=True)
+    dot.render(outfile=path, format=fmt, cleanup=True, view=view)
     return path

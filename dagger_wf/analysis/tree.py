@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from ..errors import CorruptStateError, StateNotComputedError, StateNotFoundError
-from .drawing import render_tree
+from .drawing import render_tree, tree_digraph
 from .nodes import NodeSet
+
+Nodes = NodeSet  # for the annotations below, where the class attribute NodeSet shadows it
 
 if TYPE_CHECKING:
     import pandas
@@ -27,6 +29,8 @@ class StaticExperimentTree:
     ``digraph`` is the same tree as a ``networkx.DiGraph`` (node attribute ``state``) for
     any graph query of your own. States whose files were corrupt are in ``corrupt``.
     """
+
+    NodeSet = NodeSet  # the original's StaticExperimentTree.NodeSet
 
     def __init__(
         self,
@@ -44,7 +48,9 @@ class StaticExperimentTree:
         for key, state in node_map.items():
             if state.parent_sha in node_map:
                 self.digraph.add_edge(state.parent_sha, key)
-        self.edge_map: dict[str, set[str]] = defaultdict(set)
+        # Every state has an entry, a leaf an empty set (the original's leaves idiom:
+        # [key for key, children in tree.edge_map.items() if not children]).
+        self.edge_map: dict[str, set[str]] = defaultdict(set, {key: set() for key in node_map})
         for parent, child in self.digraph.edges:
             self.edge_map[parent].add(child)
         self.root_keys = [key for key in root_keys if key in node_map]
@@ -65,13 +71,13 @@ class StaticExperimentTree:
         return self.node_map[self.root_keys[-1]] if self.root_keys else None
 
     @property
-    def nodes(self) -> NodeSet:
+    def nodes(self) -> Nodes:
         """Every state, roots first, then level by level (ties by key)."""
         ordered = [key for depth in sorted(self.toposort) for key in sorted(self.toposort[depth])]
         unreachable = sorted(set(self.node_map) - set(ordered))
         return NodeSet(self.node_map[key] for key in [*ordered, *unreachable])
 
-    def leaves(self) -> NodeSet:
+    def leaves(self) -> Nodes:
         return NodeSet(node for node in self.nodes if not self.edge_map.get(node.sha()))
 
     def node(self, sha: str) -> ExperimentState:
@@ -87,13 +93,23 @@ class StaticExperimentTree:
             "with [n.sha() for n in tree.nodes]."
         )
 
-    def nodes_at_distance(self, distance: int) -> NodeSet:
+    def nodes_at_distance(self, distance: int) -> Nodes:
         """States ``distance`` steps below a root (0: the roots)."""
         return NodeSet(self.node_map[key] for key in sorted(self.toposort.get(distance, ())))
 
-    def draw(self, path: str | Path = "tree.svg", fmt: str | None = None) -> Path:
-        """Render the tree with Graphviz; the format follows the suffix (svg, png, pdf)."""
-        return render_tree(self.nodes, self.edge_map, Path(path), fmt)
+    def to_graphviz(self, node_args: dict[str, str] | None = None) -> Any:
+        """The tree as a ``graphviz.Digraph`` (shown inline in a notebook), nothing written;
+        ``node_args`` are Graphviz attributes given to every node."""
+        return tree_digraph(self.nodes, self.edge_map, node_args)
+
+    def draw(
+        self, filename: str | Path = "graph", format: str | None = None, view: bool = False
+    ) -> Path:
+        """Render the tree with Graphviz and return the file written: as in the original
+        dagger, ``draw("out/graph", format="png")`` writes ``out/graph.png``. Without a
+        format, a name with a Graphviz suffix is written as it is (``draw("tree.svg")``),
+        any other gets ``.pdf``. ``view=True`` opens it in the system's viewer."""
+        return render_tree(self.to_graphviz(), filename, format, view)
 
     # ------------------------------------------------------------ tracking
 

@@ -167,6 +167,15 @@ def _(value: Callable) -> Encoded:
     return ["function", _qualified_name(value)]
 
 
+@_encode.register(functools.partial)
+def _(value: functools.partial) -> Encoded:
+    """A partial of a module-level function (``partial(prune.random_unstructured,
+    amount=0.5)``): the function's name, its bound arguments and keywords."""
+    keywords = [[name, encode_value(value.keywords[name])] for name in sorted(value.keywords)]
+    arguments = [encode_value(argument) for argument in value.args]
+    return ["partial", encode_value(value.func), arguments, keywords]
+
+
 def _register_imported_libraries() -> None:
     """Register numpy/torch encoders once the user has imported them.
 
@@ -265,11 +274,17 @@ def _encode_property(owner: str, name: str, value: object) -> Encoded:
         return encode_value(value)
     except (_Unhashable, RecursionError) as error:
         reason = error if isinstance(error, _Unhashable) else "it contains itself"
+        remedy = (
+            "leave it out of PROPERTIES and set the recipe's VERSION instead (bump it "
+            "whenever the value changes)"
+            if owner.startswith("Recipe")
+            else "move it to NONHASHED_ATTRIBUTES if it should not identify the state"
+        )
         raise UnhashablePropertyError(
             f"{owner} property {name!r} = {value!r} cannot be part of a cache key: "
-            f"{reason}. Use a plain value (number, string, list, dict, enum, dataclass, "
-            "module-level function or class), or move it to NONHASHED_ATTRIBUTES if it "
-            "should not identify the state."
+            f"{reason}. Use a plain value (number, string, list, dict, enum, dataclass), "
+            "a module-level function or class (or a functools.partial of one with such "
+            f"arguments), or {remedy}."
         ) from None
 
 

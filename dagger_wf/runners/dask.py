@@ -69,14 +69,44 @@ def build_graph(
     return graph, state_tasks
 
 
-def leaf_delayeds(plan: Plan, store: ExperimentStore) -> dict[str, Any]:
-    """The pending ``Delayed`` of every leaf state and Function call, by task name."""
+def _record_experiment(
+    directory: str, durable: bool, root_key: str | None, document: dict[str, Any]
+) -> None:
+    store = ExperimentStore(directory, durable)
+    if root_key is not None:
+        store.add_root(root_key)
+    store.write_experiment(document)
+
+
+def _second(_first: object, second: RunEvent) -> RunEvent:
+    return second
+
+
+def leaf_delayeds(
+    plan: Plan, store: ExperimentStore, root_key: str | None, experiment: dict[str, Any]
+) -> dict[str, Any]:
+    """The pending ``Delayed`` of every leaf, by task name: each Function call, and each
+    state that has neither a child nor a Function (a Function stands for its state, as in
+    the original dagger). Nothing is written until one is computed; computing one first
+    records the experiment (``experiment`` and its root), as ``exp.run()`` does."""
     from dask.delayed import Delayed
 
-    graph, state_tasks = build_graph(plan, store, uuid.uuid4().hex[:12])
-    leaves = [state_tasks[planned.key] for planned in plan.leaves()]
+    run_id = uuid.uuid4().hex[:12]
+    graph, state_tasks = build_graph(plan, store, run_id)
+    record_task = f"experiment-{run_id}"
+    graph[record_task] = (
+        _record_experiment,
+        str(store.directory),
+        store.durable,
+        root_key,
+        experiment,
+    )
+    evaluated = {planned.key for planned in plan.states.values() if planned.functions}
+    leaves = [state_tasks[planned.key] for planned in plan.leaves() if planned.key not in evaluated]
     leaves += [name for name in graph if name.startswith("function-")]
-    return {name: Delayed(name, graph) for name in leaves}
+    for name in leaves:
+        graph[f"leaf-{name}"] = (_second, record_task, name)
+    return {name: Delayed(f"leaf-{name}", graph) for name in leaves}
 
 
 class DaskRunner:

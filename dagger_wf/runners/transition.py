@@ -24,6 +24,7 @@ from ..errors import (
     RecipeFailedError,
     RecipeReturnError,
     RecipeSourceUnavailableError,
+    StateNotComputedError,
     WorkflowOutdatedError,
 )
 from ..events import EMITTED, FAILURES, SKIPS, EventKind, RunEvent
@@ -31,16 +32,8 @@ from ..hashing import recipe_code_version
 from ..metrics import metrics_from_return, to_json_series
 from ..plan import Plan, PlannedState
 from ..records import StateRecord, Status
-from ..state import (
-    ExperimentState,
-    StepFunction,
-    adopt_result,
-    load_state,
-    logged_metrics,
-    recording,
-    step_child,
-    store_state,
-)
+from ..state import ExperimentState, load_state, store_state
+from ..steps import StepFunction, adopt_result, logged_metrics, recording, step_child
 from ..store import ExperimentStore
 from ..tracking.changes import environment_digest
 from ..tracking.seeding import seed_everything, seed_from_key
@@ -74,6 +67,8 @@ def _portable(error: Exception) -> Exception:
 
 def step_label(planned: PlannedState, state_class: type[ExperimentState]) -> str:
     """How messages name the step that makes a state."""
+    if planned.stored:
+        return f"stored state {planned.key[:12]}"
     if planned.recipe is None:
         return f"root {state_class.__qualname__}"
     return repr(planned.recipe)
@@ -209,8 +204,10 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
     seed_everything(seed)
     state.seed = seed
     if planned.recipe is None:
+        given = planned.root_arguments
+        arguments = planned.root_properties if given is None else given  # an older plan
         with _running_step(state):
-            state.initialize_state(**(planned.root_properties or {}))
+            state.initialize_state(**(arguments or {}))
         return state
     with _running_step(state):
         result = _checked_result(planned, state, planned.recipe.run(state))
@@ -240,6 +237,14 @@ def compute_state(
     if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(context.run_id, planned.key, EventKind.SKIPPED, label)
     store = ExperimentStore(context.store_directory, context.durable)
+    if planned.stored and not store.is_done(planned.key):
+        error = StateNotComputedError(
+            f"State {planned.key[:12]} was stored when its steps were defined and is gone "
+            "now (removed by gc?); restore the experiment again, or define it anew."
+        )
+        return RunEvent(
+            context.run_id, planned.key, EventKind.FAILED, label, 0.0, error, str(error)
+        )
     if not store.is_done(planned.key):
         try:
             claim = store.claim(planned.key, worker_description(context.runner))
