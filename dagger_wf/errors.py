@@ -21,12 +21,6 @@ class MissingPropertyError(DaggerError, KeyError):
     """A root state was spawned without one of its ``PROPERTIES``."""
 
 
-class UnknownPropertyError(DaggerError, TypeError):
-    """A keyword that is not one of the state's ``PROPERTIES``. ``spawn_new_tree`` no
-    longer raises it (it passes such keywords on, with an :class:`UnknownArgumentWarning`);
-    kept so that code catching it still runs."""
-
-
 class UnhashablePropertyError(DaggerError, TypeError):
     """A property value cannot be part of a cache key (a lambda, an open file, ...)."""
 
