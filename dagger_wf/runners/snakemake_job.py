@@ -18,9 +18,10 @@ import cloudpickle
 from ..events import FAILURES, EventKind
 from ..plan import Plan
 from ..store import ExperimentStore
+from ..tracking.changes import warn_about_repairs
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
-from .transition import StepContext, apply_function, compute_state, merge_tags
+from .transition import PlanLookup, StepContext, apply_function, compute_state, merge_tags
 
 
 @functools.cache
@@ -51,12 +52,13 @@ def sync_targets(store_directory: str | Path, states: dict[str, dict], target: s
     exactly when the store holds that state whole, whichever runner stored it: Snakemake
     then runs a job for each missing state and none for a stored one. The target, not the
     state's own files, is what Snakemake deletes before it runs a job (or after a failed
-    one). A state another runner stored gets this workflow's tags, as a job would give."""
+    one). A state another runner stored gets this workflow's tags, as a job would give.
+    A stored state that a cheap look finds damaged counts as missing."""
     store = ExperimentStore(store_directory)
     stored = store.stored_keys()
     for key, state in states.items():
         path = Path(target.format(key=key))
-        if key not in stored:
+        if key not in stored or store.damage(key) is not None:  # its job computes it again
             path.unlink(missing_ok=True)
         elif not path.exists():
             merge_tags(store, key, set(state["tags"]), _runner()[0])
@@ -74,7 +76,10 @@ def _job_context(store_directory: str | Path, durable: bool) -> tuple[Plan, Step
     plan = load_plan(store.directory)
     runner, run_id = _runner()
     directory = str(store.directory)
-    return plan, StepContext(directory, plan.state_class, run_id, runner, plan.seed, durable)
+    lineage = PlanLookup(plan.states)
+    return plan, StepContext(
+        directory, plan.state_class, run_id, runner, plan.seed, durable, lineage
+    )
 
 
 def compute_state_job(
@@ -84,6 +89,7 @@ def compute_state_job(
     meanwhile) and touch ``target``; raise its error if the recipe failed."""
     plan, context = _job_context(store_directory, durable)
     event = compute_state(context, plan.states[key], None)
+    warn_about_repairs(dict(event.repaired))  # on the job's log: no run process sees it
     if event.kind in FAILURES:
         error = event.exception()
         error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
@@ -99,6 +105,7 @@ def apply_functions_job(
     plan, context = _job_context(store_directory, durable)
     for function in plan.states[key].functions:
         event = apply_function(context, key, function, None)
+        warn_about_repairs(dict(event.repaired))
         if event.kind is EventKind.FUNCTION_FAILED:
             raise event.exception()
     _touch(Path(done_marker))

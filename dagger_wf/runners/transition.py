@@ -6,18 +6,23 @@ same seed, same payload bytes, same metadata.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import functools
 import os
 import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
 from ..errors import (
+    CorruptStateError,
     RecipeFailedError,
     RecipeReturnError,
     RecipeSourceUnavailableError,
@@ -169,15 +174,18 @@ def _check_code_version(planned: PlannedState) -> None:
 
 
 def initial_state(
-    store: ExperimentStore, planned: PlannedState, state_class: type[ExperimentState]
+    store: ExperimentStore,
+    planned: PlannedState,
+    state_class: type[ExperimentState],
+    load_parent: Callable[[str], ExperimentState] | None = None,
 ) -> ExperimentState:
-    """The state before its step runs: the root's properties, or a copy of the parent."""
+    """The state before its step runs: the root's properties, or a copy of the parent
+    (loaded by ``load_parent(key)``; default: as stored, damage raising)."""
     if planned.recipe is None or planned.parent_key is None:
         return state_class.new_root(planned.root_properties or {}, planned.key, store)
     _check_code_version(planned)
-    return step_child(
-        load_state(store, planned.parent_key, state_class), planned.recipe, planned.key
-    )
+    load_parent = load_parent or functools.partial(load_state, store, state_class=state_class)
+    return step_child(load_parent(planned.parent_key), planned.recipe, planned.key)
 
 
 def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
@@ -192,6 +200,36 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
     return adopt_result(result, state, planned.key, planned.recipe)
 
 
+class PlanLookup:
+    """The planned states of a run, by key: what a step needs to compute again a stored
+    ancestor it finds damaged. Within one process it is the plan itself; pickled for a
+    worker process, it is the path of a file the runner wrote, read there only if a
+    step needs it (so a task ships a path, not the plan)."""
+
+    def __init__(self, states: Mapping[str, PlannedState], path: Path | None = None) -> None:
+        self.path = path
+        self._states: Mapping[str, PlannedState] | None = states
+
+    def get(self, key: str) -> PlannedState | None:
+        if self._states is None:
+            self._states = _read_plan_file(str(self.path))
+        return self._states.get(key)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_states": None if self.path else self._states}
+
+
+@functools.cache
+def _read_plan_file(path: str) -> Mapping[str, PlannedState]:
+    with open(path, "rb") as file:
+        states: Mapping[str, PlannedState] = cloudpickle.load(file)
+    return states
+
+
+# (key, what was damaged): a stored state found damaged and computed again.
+Repair = tuple[str, str]
+
+
 @dataclasses.dataclass(frozen=True)
 class StepContext:
     """What every step of one run shares, shipped with each step to its worker."""
@@ -202,6 +240,52 @@ class StepContext:
     runner: str  # recorded with each state: "dask", "snakemake", "slurm:<job id>"
     global_seed: int | None = None  # the run's own seed, if the user gave one
     durable: bool = False  # flush each state to the disk before it counts as done
+    lineage: PlanLookup | None = None  # None: a damaged ancestor fails the step
+
+
+@contextlib.contextmanager
+def _claimed(store: ExperimentStore, key: str, runner: str) -> Iterator[None]:
+    """Hold the claim on ``key`` inside the block. Stopped by a signal (a SLURM time
+    limit) or an interrupt, the claim stays, so that the interruption is found and
+    recorded afterwards."""
+    claim = store.claim(key, worker_description(runner))
+    try:
+        yield
+    except Exception:
+        claim.release()
+        raise
+    except BaseException:
+        claim.abandon()
+        raise
+    claim.release()
+
+
+def load_checked(
+    context: StepContext, store: ExperimentStore, key: str, repairs: list[Repair]
+) -> ExperimentState:
+    """The stored state ``key``, payload loaded and checked. Found damaged, it is
+    computed again under its claim (its own parent loaded the same way) and noted in
+    ``repairs``, if the plan says how; else its CorruptStateError is raised."""
+    try:
+        return load_state(store, key, context.state_class)
+    except CorruptStateError as error:
+        planned = context.lineage.get(key) if context.lineage is not None else None
+        if planned is None:
+            raise
+        damage = error
+    with _claimed(store, key, context.runner):
+        try:
+            return load_state(store, key, context.state_class)  # repaired meanwhile
+        except CorruptStateError as error:
+            damage = error
+        store.remove_damaged_state(damage)
+        event = _compute(context, dataclasses.replace(planned, functions=[]), store)
+    if event.kind is EventKind.FAILED:
+        raise CorruptStateError(
+            f"{damage} Computing it again failed:\n{event.traceback}"
+        ) from event.error
+    repairs.extend([*event.repaired, (key, damage.detail or str(damage))])
+    return load_state(store, key, context.state_class)
 
 
 def compute_state(
@@ -215,16 +299,15 @@ def compute_state(
     if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(context.run_id, planned.key, EventKind.SKIPPED, label)
     store = ExperimentStore(context.store_directory, context.durable)
-    if not store.is_done(planned.key):
-        claim = store.claim(planned.key, worker_description(context.runner))
-        try:
+    if not store.is_done(planned.key) or store.damage(planned.key) is not None:
+        with _claimed(store, planned.key, context.runner):
+            damage = store.damage(planned.key)  # None also when not stored
+            if damage is not None:  # still, under the claim: then compute it again
+                store.remove_damaged_state(damage)
             event = None if store.is_done(planned.key) else _compute(context, planned, store)
-        except BaseException:
-            # Stopped by a signal (a SLURM time limit) or an interrupt: the claim stays,
-            # so that the interruption is found and recorded afterwards.
-            claim.abandon()
-            raise
-        claim.release()
+        if event is not None and damage is not None:
+            repair = (planned.key, damage.detail or str(damage))
+            return dataclasses.replace(event, repaired=(*event.repaired, repair))
         if event is not None:
             return event
     return _cached(store, planned, context.run_id, context.runner, label)
@@ -245,8 +328,11 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
     }
     start = time.perf_counter()
     state = None
+    repairs: list[Repair] = []
     try:
-        state = initial_state(store, planned, state_class)
+        state = initial_state(
+            store, planned, state_class, lambda key: load_checked(context, store, key, repairs)
+        )
         state = run_step(planned, state, seed)
         state.tags = sorted(planned.tags)
         details.update(finished=_now(), duration_s=time.perf_counter() - start)
@@ -263,9 +349,17 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
             record = dataclasses.replace(record, metrics=logged_metrics(state))
         store.write_failure(record)
         return RunEvent(
-            run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text
+            run_id,
+            planned.key,
+            EventKind.FAILED,
+            label,
+            duration,
+            _portable(error),
+            text,
+            repaired=tuple(repairs),
         )
-    return RunEvent(run_id, planned.key, EventKind.RAN, label, details["duration_s"])
+    duration = details["duration_s"]
+    return RunEvent(run_id, planned.key, EventKind.RAN, label, duration, repaired=tuple(repairs))
 
 
 def failure_record(
@@ -308,8 +402,9 @@ def apply_function(
     evaluation = {"key": key, "function": function.name, "run_id": run_id, "started": _now()}
     start = time.perf_counter()
     state = None
+    repairs: list[Repair] = []
     try:
-        state = load_state(store, key, context.state_class)
+        state = load_checked(context, store, key, repairs)
         seed_everything(seed_from_key(key, context.global_seed))
         with recording(state):
             returned = function.op(state)
@@ -328,10 +423,13 @@ def apply_function(
             duration,
             _portable(error),
             text,
+            repaired=tuple(repairs),
         )
     duration = time.perf_counter() - start
     _write_evaluation(store, {**evaluation, "status": Status.DONE}, duration, metrics)
-    return RunEvent(run_id, key, EventKind.FUNCTION_RAN, repr(function), duration)
+    return RunEvent(
+        run_id, key, EventKind.FUNCTION_RAN, repr(function), duration, repaired=tuple(repairs)
+    )
 
 
 def _write_evaluation(

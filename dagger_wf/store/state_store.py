@@ -30,7 +30,7 @@ from ..records import StateRecord, Status
 from . import layout
 from .atomic import atomic_write_json
 from .claims import Claim, claim, read_claim
-from .payload import read_payload, write_payload
+from .payload import payload_damage, read_payload, write_payload
 
 EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
 
@@ -145,6 +145,30 @@ class ExperimentStore:
         A payload deleted by hand therefore makes its state pending again."""
         return self.record_path(key).is_file() and self.payload_path(key).is_file()
 
+    def damage(self, key: str) -> CorruptStateError | None:
+        """What a cheap look finds wrong with the stored state ``key`` (its record does
+        not parse; its payload's header, length, or a blob's existence or length is
+        wrong), or None. No data is read: a changed byte is found when it is loaded."""
+        try:
+            _record_from_file(self.record_path(key))
+        except CorruptStateError as error:
+            error.key = key
+            return error
+        except FileNotFoundError:
+            return None  # not stored (or removed meanwhile): nothing to repair
+        return payload_damage(self.payload_path(key), self.blob_directory)
+
+    def remove_damaged_state(self, damage: CorruptStateError) -> None:
+        """Remove the damaged state ``damage.key`` so that it counts as not computed: its
+        record first (the done mark), then its payload, and the damaged blob, which a
+        rewrite would otherwise reuse by name. Call it holding the state's claim."""
+        if damage.key is None:
+            raise ValueError("only the damage of a known state can be removed")
+        self.record_path(damage.key).unlink(missing_ok=True)
+        self.payload_path(damage.key).unlink(missing_ok=True)
+        if damage.blob is not None:
+            damage.blob.unlink(missing_ok=True)
+
     def stored_keys(self) -> set[str]:
         """The keys :meth:`is_done` holds for, from two directory listings: for asking
         about many states at once."""
@@ -162,6 +186,9 @@ class ExperimentStore:
 
     def running_path(self, key: str) -> Path:
         return self.directory / layout.RUNNING / f"{key}.json"
+
+    def run_plan_path(self, run_id: str) -> Path:
+        return self.directory / layout.run_plan_name(run_id)
 
     def claim(self, key: str, worker: dict[str, Any]) -> Claim:
         """Claim ``key`` for ``worker`` (see :mod:`.claims`), waiting while another live
