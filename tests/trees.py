@@ -217,3 +217,46 @@ class Visit(dg.Recipe):
         with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
             visits.write(state.sha() + "\n")
         return state
+
+
+class Arrays(dg.ExperimentState):
+    """A state whose payload has blobs: ``data``, shared by every state, and ``own``."""
+
+    PROPERTIES = ["name"]
+    NONHASHED_ATTRIBUTES = ["data", "own", "weights"]
+
+    def initialize_state(self, **kwargs):
+        import numpy as np
+
+        self.data = np.arange(20_000, dtype=np.float64)  # 160 KB: a blob
+        self.own = np.zeros(10_000)
+        self.weights = np.zeros(4)  # inline
+
+
+class Shift(dg.Recipe):
+    """Gives its state an ``own`` blob of its own, and seeded random weights."""
+
+    PROPERTIES = ["amount"]
+
+    def __init__(self, amount):
+        self.amount = amount
+
+    def run(self, state):
+        import numpy as np
+
+        state.own = np.full(10_000, float(self.amount))
+        state.weights = state.weights + self.amount + np.random.random(4)
+        return state
+
+
+def build_array_tree(directory: Path, extra_child: bool = False):
+    """root -> shifted (the state the tests damage) -> below; root -> beside.
+    ``extra_child``: also a new child of ``shifted``, not computed yet."""
+    exp = dg.Experiment(directory, state_class=Arrays)
+    root = exp.spawn_new_tree(name="arrays")
+    shifted = Shift(1)(root)
+    promises = {"root": root, "shifted": shifted, "below": Shift(2)(shifted)}
+    promises["beside"] = Shift(3)(root)
+    if extra_child:
+        promises["new child"] = Shift(4)(shifted)
+    return exp, promises

@@ -256,9 +256,9 @@ class ExperimentStore:
         """Every state's latest record (done beats failed); a corrupt file yields its error."""
         done = self.done_keys()
         for key in done:
-            yield _record_or_error(self.record_path(key))
+            yield _record_or_error(self.record_path(key), key)
         for key in sorted(self.failed_keys() - set(done)):
-            yield _record_or_error(self.failure_paths(key)[-1])
+            yield _record_or_error(self.failure_paths(key)[-1], key)
 
     def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
         moment = document["started"].replace(":", "").replace("-", "")
@@ -320,8 +320,9 @@ def _record_from_file(path: Path) -> StateRecord:
         ) from error
 
 
-def _record_or_error(path: Path) -> StateRecord | CorruptStateError:
+def _record_or_error(path: Path, key: str | None = None) -> StateRecord | CorruptStateError:
     try:
         return _record_from_file(path)
     except CorruptStateError as error:
+        error.key = key
         return error
