@@ -294,23 +294,27 @@ def compute_state(
     """Compute and store one state unless it is stored already or its parent failed.
 
     The state is claimed first: while another worker computes it, this one waits, then
-    reuses what that worker stored (or tries itself, if that worker failed)."""
+    reuses what that worker stored (or tries itself, if that worker failed). A stored
+    state that a cheap look (:meth:`ExperimentStore.damage`) finds damaged is removed
+    under the claim and computed again; its event says so (``repaired``)."""
     label = step_label(planned, context.state_class)
     if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(context.run_id, planned.key, EventKind.SKIPPED, label)
     store = ExperimentStore(context.store_directory, context.durable)
-    if not store.is_done(planned.key) or store.damage(planned.key) is not None:
-        with _claimed(store, planned.key, context.runner):
-            damage = store.damage(planned.key)  # None also when not stored
-            if damage is not None:  # still, under the claim: then compute it again
-                store.remove_damaged_state(damage)
-            event = None if store.is_done(planned.key) else _compute(context, planned, store)
-        if event is not None and damage is not None:
-            repair = (planned.key, damage.detail or str(damage))
-            return dataclasses.replace(event, repaired=(*event.repaired, repair))
-        if event is not None:
-            return event
-    return _cached(store, planned, context.run_id, context.runner, label)
+    if store.is_done(planned.key) and store.payload_damage(planned.key) is None:
+        with contextlib.suppress(CorruptStateError):  # its record: see below, under the claim
+            return _cached(store, planned, context.run_id, context.runner, label)
+    with _claimed(store, planned.key, context.runner):
+        damage = store.damage(planned.key)  # None also when not stored
+        if damage is not None:  # still, under the claim: then compute it again
+            store.remove_damaged_state(damage)
+        event = None if store.is_done(planned.key) else _compute(context, planned, store)
+    if event is None:  # stored meanwhile by the worker that held the claim
+        return _cached(store, planned, context.run_id, context.runner, label)
+    if damage is not None:
+        repair = (planned.key, damage.detail or str(damage))
+        return dataclasses.replace(event, repaired=(*event.repaired, repair))
+    return event
 
 
 def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore) -> RunEvent:

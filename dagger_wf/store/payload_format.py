@@ -165,14 +165,10 @@ def check_structure(path: Path, blob_directory: Path) -> None:
                 raise Damage(f"its blob {blob} holds {blob_size} bytes, not {section.length}", blob)
 
 
-def check_section(data: memoryview, section: Section, name: str, blob: Path | None) -> None:
-    """``data`` is what ``section`` says it is: its crc32 (version 3), or for a version 2
-    blob its sha256. ``name``: how the message calls it."""
-    if section.crc is not None:
-        if checksum(data) != section.crc:
-            raise Damage(f"{name} fails its checksum (its bytes changed)", blob)
-    elif blob is not None and hashlib.sha256(data).digest() != section.digest:
-        raise Damage(f"{name} no longer matches its sha256 (its bytes changed)", blob)
+def check_section(data: memoryview, section: Section, name: str) -> None:
+    """``data`` has the crc32 its header gives (a version 2 file gives none to check)."""
+    if section.crc is not None and checksum(data) != section.crc:
+        raise Damage(f"{name} fails its checksum (its bytes changed)")
 
 
 def read_whole(path: Path) -> bytearray:
@@ -200,7 +196,7 @@ def checked_sections(
             continue
         offset += padding(offset)
         data = view[offset : offset + section.length]
-        check_section(data, section, name, None)
+        check_section(data, section, name)
         sections.append(data)
         offset += section.length
     return sections
@@ -210,12 +206,50 @@ BlobReader = Callable[[Path, Section], memoryview]
 
 
 def read_checked_blob(blob: Path, section: Section) -> memoryview:
-    """The bytes of one blob, read whole and checked against ``section``."""
+    """The bytes of one blob, read whole and checked against ``section``. The check runs
+    on each chunk just read, while it is in the CPU's cache: reading and checking then
+    cost about what reading alone does (``bench/bench_core.py --only load``)."""
     try:
-        data = memoryview(read_whole(blob))
+        file = open(blob, "rb")  # noqa: SIM115 - closed below, after the size check
     except FileNotFoundError:
         raise Damage(f"its blob {blob} is missing", blob) from None
-    if data.nbytes != section.length:
-        raise Damage(f"its blob {blob} holds {data.nbytes} bytes, not {section.length}", blob)
-    check_section(data, section, f"its blob {blob}", blob)
-    return data
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        if size != section.length:
+            raise Damage(f"its blob {blob} holds {size} bytes, not {section.length}", blob)
+        view = memoryview(bytearray(size))
+        running = _RunningCheck(section)
+        offset = 0
+        while offset < size:
+            count = file.readinto(view[offset : offset + _CHUNK])
+            if not count:
+                raise Damage(f"its blob {blob} shrank while it was read", blob)
+            running.update(view[offset : offset + count])
+            offset += count
+    if not running.matches():
+        what = "fails its checksum" if section.crc is not None else "no longer matches its sha256"
+        raise Damage(f"its blob {blob} {what} (its bytes changed)", blob)
+    return view
+
+
+_CHUNK = 256 * 1024
+
+
+class _RunningCheck:
+    """crc32 (version 3) or sha256 (version 2) of a blob, fed chunk by chunk."""
+
+    def __init__(self, section: Section) -> None:
+        self.section = section
+        self.crc = 0
+        self.sha256 = hashlib.sha256() if section.crc is None else None
+
+    def update(self, chunk: memoryview) -> None:
+        if self.sha256 is not None:
+            self.sha256.update(chunk)
+        else:
+            self.crc = zlib.crc32(chunk, self.crc)
+
+    def matches(self) -> bool:
+        if self.sha256 is not None:
+            return self.sha256.digest() == self.section.digest
+        return self.crc == self.section.crc

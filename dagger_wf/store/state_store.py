@@ -156,6 +156,10 @@ class ExperimentStore:
             return error
         except FileNotFoundError:
             return None  # not stored (or removed meanwhile): nothing to repair
+        return self.payload_damage(key)
+
+    def payload_damage(self, key: str) -> CorruptStateError | None:
+        """:meth:`damage`, the payload's part only (for a caller that reads the record)."""
         return payload_damage(self.payload_path(key), self.blob_directory)
 
     def remove_damaged_state(self, damage: CorruptStateError) -> None:
