@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import flip_byte, run_snakemake
-from trees import build_array_tree
+from trees import Shift, build_array_tree
 
 import dagger_wf as dg
 from dagger_wf.store.payload import blob_digests, blob_path, read_payload
@@ -134,6 +134,19 @@ def test_a_damaged_parent_found_by_a_worker_is_repaired_and_warned_about_here(
     assert report.ran == {promises["new child"].key}
     assert _stored_bytes(experiment_dir, keys["shifted"]) == original
     assert not list(experiment_dir.glob("running/*"))  # no claim, no plan file left
+
+
+def test_two_workers_finding_one_damaged_parent_compute_it_again_once(experiment_dir):
+    keys, original = _computed_then_damaged(experiment_dir, "flipped byte in a blob")
+    rerun, promises = build_array_tree(experiment_dir, extra_child=True)
+    second_child = Shift(5)(promises["shifted"])
+    with pytest.warns(dg.CorruptStateWarning, match=keys["shifted"]):
+        report = rerun.run(scheduler="threads")
+    assert report.ran == {promises["new child"].key, second_child.key}
+    assert [repair for event in report.events for repair in event.repaired] == [
+        (keys["shifted"], report.repaired[keys["shifted"]])
+    ]
+    assert _stored_bytes(experiment_dir, keys["shifted"]) == original
 
 
 def test_a_function_on_a_damaged_state_runs_on_it_computed_again(experiment_dir):

@@ -26,6 +26,7 @@ from ..errors import (
     RecipeFailedError,
     RecipeReturnError,
     RecipeSourceUnavailableError,
+    StateNotComputedError,
     WorkflowOutdatedError,
 )
 from ..events import EMITTED, FAILURES, SKIPS, EventKind, RunEvent
@@ -265,26 +266,32 @@ def load_checked(
 ) -> ExperimentState:
     """The stored state ``key``, payload loaded and checked. Found damaged, it is
     computed again under its claim (its own parent loaded the same way) and noted in
-    ``repairs``, if the plan says how; else its CorruptStateError is raised."""
+    ``repairs``, if the plan says how; else its CorruptStateError is raised. Found gone
+    (another worker is computing it again), it is waited for under its claim."""
     try:
         return load_state(store, key, context.state_class)
-    except CorruptStateError as error:
+    except (CorruptStateError, StateNotComputedError):
         planned = context.lineage.get(key) if context.lineage is not None else None
         if planned is None:
             raise
-        damage = error
+    damage: CorruptStateError | None = None
     with _claimed(store, key, context.runner):
         try:
             return load_state(store, key, context.state_class)  # repaired meanwhile
         except CorruptStateError as error:
             damage = error
-        store.remove_damaged_state(damage)
+            store.remove_damaged_state(error)
+        except StateNotComputedError:
+            pass  # removed by a worker that found it damaged, then failed to compute it
         event = _compute(context, dataclasses.replace(planned, functions=[]), store)
     if event.kind is EventKind.FAILED:
         raise CorruptStateError(
-            f"{damage} Computing it again failed:\n{event.traceback}"
+            f"{damage or f'State {key} is not stored.'} Computing it again failed:\n"
+            f"{event.traceback}"
         ) from event.error
-    repairs.extend([*event.repaired, (key, damage.detail or str(damage))])
+    repairs.extend(event.repaired)
+    if damage is not None:
+        repairs.append((key, damage.detail or str(damage)))
     return load_state(store, key, context.state_class)
 
 

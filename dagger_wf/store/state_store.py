@@ -4,7 +4,9 @@ Where each file lives is spelled in :mod:`dagger_wf.store.layout`.
 
 A state counts as computed exactly when ``states/<key>.json`` and its payload exist. The
 payload is written first, both atomically, so a run killed at any moment leaves either a whole
-state or none, and the next run recomputes only what did not finish.
+state or none, and the next run recomputes only what did not finish. What a disk or a hand
+damages later is found by a run (:meth:`ExperimentStore.damage` before reusing a state, the
+checksums when loading one) or by :mod:`.verify`, and the state is computed again.
 """
 
 from __future__ import annotations
@@ -140,9 +142,8 @@ class ExperimentStore:
     # ------------------------------------------------------------ states
 
     def is_done(self, key: str) -> bool:
-        """Computed and whole: the metadata (written last) and the payload both exist.
-
-        A payload deleted by hand therefore makes its state pending again."""
+        """Computed: the metadata (written last) and the payload both exist. Whether they
+        are whole is :meth:`damage`'s question (a run asks both)."""
         return self.record_path(key).is_file() and self.payload_path(key).is_file()
 
     def damage(self, key: str) -> CorruptStateError | None:
