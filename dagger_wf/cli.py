@@ -24,8 +24,9 @@ from .errors import (
     UnusedOverridesError,
 )
 from .parameters import parse_assignments, script_overrides
-from .settings import RunSettings, run_session
+from .settings import DEFAULT_SNAKEFILE, RunSettings, run_session
 from .store import ExperimentStore
+from .version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -139,16 +140,16 @@ def _diff(arguments: argparse.Namespace) -> int:
 def _gc(arguments: argparse.Namespace) -> int:
     from .store.gc import find_garbage, remove_garbage
 
-    garbage = find_garbage(_store(arguments.directory))
+    store = _store(arguments.directory)
+    garbage = find_garbage(store)
     verb = "would remove" if arguments.dry_run else "removed"
-    for path in garbage.all_paths:
+    sizes = garbage.sizes()
+    files = garbage.files if arguments.dry_run else remove_garbage(garbage)
+    for path in files:
         print(f"{verb} {path}")
-    size = garbage.size
-    if not arguments.dry_run:
-        remove_garbage(garbage)
     print(
         f"{verb} {len(garbage.states)} unreachable state(s) and "
-        f"{len(garbage.all_paths)} file(s) or folder(s), {size / 1e6:.1f} MB"
+        f"{len(files)} file(s), {sum(sizes[path] for path in files) / 1e6:.1f} MB"
     )
     return EXIT_OK
 
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible, branching ML experiments. Exit codes: 0 success, "
         "1 the experiment failed (or verify found damage), 2 bad command line or input.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(
@@ -208,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=argparse.REMAINDER,
         help="arguments for the script; put this command's own options before SCRIPT",
     )
-    snakefile.add_argument("--snakefile", default="Snakefile", help="where to write it")
+    snakefile.add_argument(
+        "--snakefile", default=str(DEFAULT_SNAKEFILE), help="where to write it (%(default)s)"
+    )
     snakefile.add_argument("--group-size", type=int, help="states per cluster job at most")
     snakefile.add_argument("--seed", type=int, help="seed every state from this and its key")
 

@@ -84,6 +84,10 @@ class WorkerLostError(DaggerError, RuntimeError):
     """A worker process died and the state it was computing could not be told."""
 
 
+class UnguardedScriptError(DaggerError, RuntimeError):
+    """scheduler='processes' from a script that runs its experiment at import."""
+
+
 class TreeAlreadySpawnedError(DaggerError, RuntimeError):
     """``spawn_new_tree`` was called twice on one Experiment."""
 

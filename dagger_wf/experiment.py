@@ -27,7 +27,7 @@ from .hashing import module_name, root_key
 from .parameters import check_overrides_used
 from .plan import Plan
 from .promise import ExperimentStatePromise
-from .settings import RunSettings, current_settings, record_run
+from .settings import DEFAULT_SNAKEFILE, RunSettings, current_settings, record_run
 from .state import ExperimentState
 from .store import ExperimentStore
 
@@ -202,14 +202,16 @@ class Experiment:
 
     def emit_snakefile(
         self,
-        snakefile: str | Path = "Snakefile",
+        snakefile: str | Path | None = None,
         max_group_size: int | None = None,
         seed: int | None = None,
     ) -> Path:
         """Write a Snakemake workflow that computes this tree (instead of running it here).
 
-        ``snakemake --profile profiles/local`` (or ``profiles/slurm``) next to the
-        Snakefile then computes exactly what ``run()`` would, into the same store. States
+        The Snakefile goes to ``snakefile``, by default ``workflow/Snakefile``, where
+        ``snakemake --profile profiles/local`` (or ``profiles/slurm``) run in the current
+        directory finds it; it then computes exactly what ``run()`` would, into the same
+        store. States
         are fused into cluster jobs of at most ``max_group_size`` states (1: one job each).
         Like ``run()``, it warns when stored states it reuses were made by code that has
         changed since, or with another seed.
@@ -217,12 +219,13 @@ class Experiment:
         from .tracking.changes import warn_about_changes
 
         self.plan.seed = seed
+        path = DEFAULT_SNAKEFILE if snakefile is None else Path(snakefile)
         settings = RunSettings(
-            runner="snakemake", seed=seed, snakefile=Path(snakefile), max_group_size=max_group_size
+            runner="snakemake", seed=seed, snakefile=path, max_group_size=max_group_size
         )
         report = self._run_plan(self.plan, settings)
         warn_about_changes(report, self.plan, self.directory)
-        return Path(snakefile).absolute()
+        return path.absolute()
 
     def check_purity(
         self, target: ExperimentStatePromise | ExperimentState | str, n: int = 2

@@ -62,6 +62,7 @@ class StateRecord:
     metrics: dict[str, list[list[float]]] = dataclasses.field(default_factory=dict)
     environment: str | None = None  # digest of the environment snapshot it ran in
     code: str | None = None  # digest of the code snapshot of its recipe
+    run_id: str | None = None  # the run that computed it
 
     def run_details(self) -> dict[str, Any]:
         """How the state was computed, to keep when it is stored again."""
@@ -74,6 +75,7 @@ class StateRecord:
             "seed",
             "code",
             "environment",
+            "run_id",
         )
         return {name: getattr(self, name) for name in names}
 

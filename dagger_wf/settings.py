@@ -16,6 +16,9 @@ from pathlib import Path
 
 from .events import RunReport
 
+# Where Snakemake looks for a workflow by default, out of the project root's way.
+DEFAULT_SNAKEFILE = Path("workflow", "Snakefile")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
@@ -25,7 +28,7 @@ class RunSettings:
     scheduler: str = "single-threaded"
     seed: int | None = None
     check_purity: bool = False
-    snakefile: Path = Path("Snakefile")
+    snakefile: Path = DEFAULT_SNAKEFILE
     max_group_size: int | None = None
 
     def overridden(self, scheduler: str | None, seed: int | None) -> RunSettings:

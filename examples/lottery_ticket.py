@@ -192,15 +192,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--emit-snakefile",
         metavar="PATH",
         nargs="?",
-        const="Snakefile",
-        help="write a Snakemake workflow (default ./Snakefile) instead of running here; "
-        "then run `snakemake --profile profiles/local` (or profiles/slurm)",
+        const="",
+        help="write a Snakemake workflow (default workflow/Snakefile) instead of running "
+        "here; then run `snakemake --profile profiles/local` (or profiles/slurm)",
     )
     args = parser.parse_args(argv)
 
     exp = build_experiment(args.directory, args.epochs, args.finetune_epochs)
-    if args.emit_snakefile:
-        print(f"wrote {exp.emit_snakefile(args.emit_snakefile)}")
+    if args.emit_snakefile is not None:
+        print(f"wrote {exp.emit_snakefile(args.emit_snakefile or None)}")
         return
     start = time.perf_counter()
     report = exp.run(scheduler=args.scheduler)

@@ -120,6 +120,20 @@ def test_history_show_and_diff(tmp_path):
     )
 
 
+def test_version_is_the_package_version(tmp_path):
+    result = _cli(tmp_path, "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"dagger-wf {dg.__version__}"
+
+
+def test_show_in_a_git_repository_without_a_commit_says_so(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert _cli(tmp_path, "run", "experiment.py").returncode == 0
+    root = dg.Experiment.restore(tmp_path / "store").root.sha()
+    shown = _cli(tmp_path, "show", "store", root[:10])
+    assert shown.returncode == 0, shown.stderr
+    assert "git commit none (clean)" in shown.stdout  # untracked files do not count
+
+
 def test_show_of_an_unknown_key_exits_2(tmp_path):
     assert _cli(tmp_path, "run", "experiment.py").returncode == 0
     result = _cli(tmp_path, "show", "store", "zzzz")

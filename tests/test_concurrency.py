@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 
+import pytest
 from conftest import TESTS_DIR, run_snakemake
 from trees import State
 
@@ -182,19 +183,21 @@ def _shared_and_own(tree):
     return shared, [node for node in tree.nodes if node.parent is not None and not node.children]
 
 
+@pytest.mark.parametrize("processes", [2, 6])
 def test_processes_on_overlapping_branches_compute_each_state_once_and_keep_every_tag(
-    tmp_path,
+    tmp_path, processes
 ):
     visits, environment = _overlapping(tmp_path)
-    workers = [_start(tmp_path, environment, f"p{index}") for index in range(3)]
+    tags = [f"p{index}" for index in range(processes)]
+    workers = [_start(tmp_path, environment, tag) for tag in tags]
     for worker in workers:
         _finish(worker)
     computed = visits.read_text().split()
-    assert len(computed) == len(set(computed)) == 4 + 3 * 4
+    assert len(computed) == len(set(computed)) == 4 + processes * 4
     tree = _everything_loads(tmp_path / "store")
     shared, own = _shared_and_own(tree)
-    assert all(set(node.tags) == {"p0", "p1", "p2"} for node in shared)
-    assert sorted(len(node.tags) for node in own) == [1] * 12
+    assert all(set(node.tags) == set(tags) for node in shared)
+    assert sorted(len(node.tags) for node in own) == [1] * processes * 4
 
 
 def test_snakemake_and_dask_at_once_compute_each_state_once_and_delete_nothing(tmp_path):

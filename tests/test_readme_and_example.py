@@ -68,3 +68,9 @@ def test_readme_snakemake_commands_give_the_dask_numbers(tmp_path):
     by_dask = _run([analyse, "--directory", "dask"], tmp_path)
     by_snakemake = _run([analyse, "--directory", "workflow"], tmp_path)
     assert by_dask.split("wrote")[0] == by_snakemake.split("wrote")[0]
+
+
+def test_the_installed_package_declares_its_licence_as_an_spdx_expression():
+    from importlib.metadata import metadata
+
+    assert metadata("dagger_wf")["License-Expression"] == "MIT"

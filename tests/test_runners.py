@@ -3,7 +3,12 @@ shares is pinned in test_runner_contract.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from conftest import TESTS_DIR
 from trees import DrawsRandom, Explode, Prune, Sleep, State, Train
 
 import dagger_wf as dg
@@ -108,6 +113,13 @@ def test_a_worker_killed_mid_recipe_fails_that_state_and_the_rest_finishes(tmp_p
         exp.run(scheduler="processes")
     assert exp.last_run.failed == {killed.key}
     assert exp.last_run.skipped == {below_killed.key}
+    # The run tried again after losing the worker: what it computed before still counts
+    # as computed by this run, once.
+    assert exp.last_run.cached == set()
+    assert len(exp.last_run.ran) == 4 and len(exp.last_run.events) == 6
+    assert exp.last_run.summary() == (
+        "4 states computed, 0 cached, 1 failed, 1 skipped below a failure"
+    )
     assert (tmp_path / "states" / f"{healthy.key}.json").exists()
     node = dg.Experiment.restore(tmp_path).graph.node(killed.key)
     assert node.status == "failed" and "ended before it finished" in node.error
@@ -142,3 +154,55 @@ def test_emitting_a_workflow_over_states_of_another_seed_warns(tmp_path):
     DrawsRandom()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
     with pytest.warns(dg.SeedMismatchWarning, match="another seed"):
         exp.emit_snakefile(tmp_path / "Snakefile", seed=2)
+
+
+PROCESSES_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import dagger_wf as dg
+from trees import Prune, State, Train
+
+def define():
+    exp = dg.Experiment("store", State)
+    Prune("magnitude", 0.5)(Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m")))
+    return exp
+
+{main}
+"""
+
+
+def _processes_script(tmp_path, main: str) -> Path:
+    script = tmp_path / "experiment.py"
+    script.write_text(PROCESSES_SCRIPT.format(tests=str(TESTS_DIR), main=main))
+    return script
+
+
+@pytest.mark.parametrize("through_the_cli", [False, True])
+def test_an_unguarded_script_under_processes_gets_one_error_naming_the_guard(
+    tmp_path, through_the_cli
+):
+    unguarded = 'print(define().run(scheduler="processes").summary())'
+    script = _processes_script(tmp_path, unguarded)
+    line = script.read_text().splitlines().index(unguarded) + 1
+    command = ["-m", "dagger_wf.cli", "run", str(script)] if through_the_cli else [str(script)]
+    result = subprocess.run(
+        [sys.executable, *command], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1
+    assert "UnguardedScriptError" in result.stderr
+    assert 'if __name__ == "__main__":' in result.stderr
+    assert f"line {line} of experiment.py runs the experiment" in result.stderr
+    assert "BrokenProcessPool" not in result.stderr and len(result.stderr) < 3000
+    assert not list((tmp_path / "store").glob("states/*"))
+
+
+def test_a_guarded_script_runs_under_processes(tmp_path):
+    script = _processes_script(
+        tmp_path,
+        'if __name__ == "__main__":\n    print(define().run(scheduler="processes").summary())',
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3 states computed, 0 cached"

@@ -56,6 +56,28 @@ def test_states_computed_by_snakemake_are_cached_for_dask(tmp_path):
     assert again.run().cached == {promise.key for promise in promises.values()}
 
 
+def test_the_workflow_goes_where_snakemake_looks_and_a_cached_rerun_says_little(tmp_path):
+    exp = dg.Experiment(tmp_path / "runs" / "exp", State)
+    trained = Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    for fraction in (0.2, 0.5, 0.8):
+        Prune("magnitude", fraction)(trained)
+    assert exp.emit_snakefile() == tmp_path / "workflow" / "Snakefile"
+    assert {path.name for path in tmp_path.iterdir()} == {"runs", "workflow"}
+
+    def snakemake():  # in the project root, as the README says: no --snakefile
+        profile = str(ROOT / "profiles" / "local")
+        command = [sys.executable, "-m", "snakemake", "--profile", profile]
+        environment = {**os.environ, "PYTHONPATH": str(TESTS_DIR)}
+        result = subprocess.run(command, capture_output=True, text=True, env=environment)
+        assert result.returncode == 0, result.stderr
+        return result.stdout + result.stderr
+
+    snakemake()
+    assert len(dg.Experiment.restore(tmp_path / "runs" / "exp").graph) == 5
+    cached = snakemake()
+    assert "Nothing to be done" in cached and len(cached) < 2000
+
+
 NASTY = 'it\'s "quoted"\n{braces} $(touch PWNED) `touch PWNED` ; rm -rf / ünïcödé ☃'
 
 
@@ -187,11 +209,12 @@ def test_cli_emits_a_plain_scripts_workflow_which_snakemake_then_computes(tmp_pa
         text=True,
         check=True,
     )
-    assert f"nothing computed here: wrote the workflow {tmp_path / 'Snakefile'}" in result.stdout
+    snakefile = tmp_path / "workflow" / "Snakefile"  # where snakemake looks by default
+    assert f"nothing computed here: wrote the workflow {snakefile}" in result.stdout
     manifest = json.loads((tmp_path / "s" / "workflow" / "manifest.json").read_text())
     assert len(manifest["states"]) == 5
     assert not list((tmp_path / "s").glob("states/*"))
-    run_snakemake(tmp_path / "Snakefile", "local")
+    run_snakemake(snakefile, "local")
     dask_run, _ = build_lottery_tree(tmp_path / "dask")
     dask_run.run()
     assert payload_bytes(tmp_path / "s") == payload_bytes(tmp_path / "dask")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 from pathlib import Path
 
@@ -217,6 +219,53 @@ class Visit(dg.Recipe):
         with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
             visits.write(state.sha() + "\n")
         return state
+
+
+class Grow(dg.Recipe):
+    """Gives the state its own array of ``kib`` KiB (stored as a blob from 64 KiB on) and
+    leaves a trace: one line per computation in $DAGGER_TEST_VISITS."""
+
+    PROPERTIES = ["step", "kib"]
+
+    def __init__(self, step, kib):
+        self.step, self.kib = step, kib
+
+    def run(self, state):
+        import os
+
+        import numpy as np
+
+        state.weights = np.full(self.kib * 128, float(self.step))
+        with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
+            visits.write(state.sha() + "\n")
+        return state
+
+
+def fill_disk(filler: Path, leave_bytes: int = 0) -> None:
+    """Grow the file ``filler`` until its disk is full, then give back ``leave_bytes``."""
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(descriptor, bytes(4096))
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(descriptor)
+    os.truncate(filler, max(0, filler.stat().st_size - leave_bytes))
+
+
+class FillDisk(dg.Recipe):
+    """Fills the disk holding ``filler`` (as another program might mid-run), then fails."""
+
+    PROPERTIES = ["filler"]
+
+    def __init__(self, filler):
+        self.filler = str(filler)
+
+    def run(self, state):
+        fill_disk(Path(self.filler))
+        raise ValueError("the recipe failed after the disk filled up")
 
 
 class Arrays(dg.ExperimentState):

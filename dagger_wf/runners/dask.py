@@ -23,6 +23,7 @@ from ..settings import RunSettings
 from ..store import ExperimentStore
 from ..store.atomic import atomic_write
 from .interruptions import record_interrupted_states
+from .main_guard import check_main_is_guarded
 from .progress import RunProgress
 from .transition import PlanLookup, StepContext, apply_function, compute_state, step_label
 
@@ -109,6 +110,11 @@ class DaskRunner:
 
     def run(self, plan: Plan, store: ExperimentStore) -> RunReport:
         """Run every task; a worker that dies fails its state, and the rest run again."""
+        if self.client is None and SCHEDULERS[self.scheduler] == "processes":
+            import dask
+
+            if dask.config.get("multiprocessing.context", "spawn") != "fork":
+                check_main_is_guarded()
         run_id = uuid.uuid4().hex[:12]
         known_failures: dict[str, RunEvent] = {}
         with (

@@ -136,7 +136,7 @@ def _specs_bytes(plan: Plan) -> bytes:
 def emit_workflow(
     plan: Plan,
     store: ExperimentStore,
-    snakefile: str | Path = "Snakefile",
+    snakefile: str | Path,
     max_group_size: int = DEFAULT_GROUP_SIZE,
 ) -> Path:
     """Write the Snakefile (and its settings beside it) and the store's workflow files."""

@@ -8,6 +8,7 @@ Snakemake marks the job failed (its target stays missing; --keep-going runs the 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pickle
 import sys
@@ -22,6 +23,8 @@ from ..tracking.changes import warn_about_repairs
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
 from .transition import PlanLookup, StepContext, apply_function, compute_state, merge_tags
+
+_LOG = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -91,6 +94,9 @@ def compute_state_job(
     event = compute_state(context, plan.states[key], None)
     warn_about_repairs(dict(event.repaired))  # on the job's log: no run process sees it
     if event.kind in FAILURES:
+        # Snakemake shows an error's message, never its notes: the traceback (and, on a
+        # full disk, what to do) reaches the job's log this way.
+        _LOG.error("dagger_wf: state %s (%s) failed:\n%s", key[:12], event.label, event.traceback)
         error = event.exception()
         error.add_note(f"dagger_wf: state {key[:12]} ({event.label}) failed:")
         error.add_note(event.traceback or "")

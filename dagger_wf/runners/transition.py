@@ -45,6 +45,7 @@ from ..state import (
     store_state,
 )
 from ..store import ExperimentStore
+from ..store.claims import Claim
 from ..tracking.changes import environment_digest
 from ..tracking.seeding import seed_everything, seed_from_key
 
@@ -106,8 +107,11 @@ def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, .
 def _cached(
     store: ExperimentStore, planned: PlannedState, run_id: str, runner: str, label: str
 ) -> RunEvent:
-    """The event of a stored state, after giving it the tags it is defined with now."""
+    """The event of a stored state, after giving it the tags it is defined with now. A
+    state this run stored before it lost a worker and started again counts as computed."""
     record = merge_tags(store, planned.key, planned.tags, runner)
+    if record.run_id == run_id:
+        return RunEvent(run_id, planned.key, EventKind.RAN, label, record.duration_s or 0.0)
     return RunEvent(
         run_id,
         planned.key,
@@ -245,11 +249,9 @@ class StepContext:
 
 
 @contextlib.contextmanager
-def _claimed(store: ExperimentStore, key: str, runner: str) -> Iterator[None]:
-    """Hold the claim on ``key`` inside the block. Stopped by a signal (a SLURM time
-    limit) or an interrupt, the claim stays, so that the interruption is found and
-    recorded afterwards."""
-    claim = store.claim(key, worker_description(runner))
+def _holding(claim: Claim) -> Iterator[None]:
+    """Hold ``claim`` inside the block. Stopped by a signal (a SLURM time limit) or an
+    interrupt, the claim stays, so that the interruption is found and recorded afterwards."""
     try:
         yield
     except Exception:
@@ -275,7 +277,7 @@ def load_checked(
         if planned is None:
             raise
     damage: CorruptStateError | None = None
-    with _claimed(store, key, context.runner):
+    with _holding(store.claim(key, worker_description(context.runner))):
         try:
             return load_state(store, key, context.state_class)  # repaired meanwhile
         except CorruptStateError as error:
@@ -311,7 +313,11 @@ def compute_state(
     if store.is_done(planned.key) and store.payload_damage(planned.key) is None:
         with contextlib.suppress(CorruptStateError):  # its record: see below, under the claim
             return _cached(store, planned, context.run_id, context.runner, label)
-    with _claimed(store, planned.key, context.runner):
+    try:
+        claim = store.claim(planned.key, worker_description(context.runner))
+    except OSError as error:  # running/ cannot be written (a full disk): this state fails
+        return _unwritable(context.run_id, planned.key, EventKind.FAILED, label, 0.0, error)
+    with _holding(claim):
         damage = store.damage(planned.key)  # None also when not stored
         if damage is not None:  # still, under the claim: then compute it again
             store.remove_damaged_state(damage)
@@ -335,12 +341,13 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
         "runner": runner,
         "seed": seed,
         "code": planned.code,
-        "environment": environment_digest(store.directory),
+        "run_id": run_id,
     }
     start = time.perf_counter()
     state = None
     repairs: list[Repair] = []
     try:
+        details["environment"] = environment_digest(store.directory)
         state = initial_state(
             store, planned, state_class, lambda key: load_checked(context, store, key, repairs)
         )
@@ -358,7 +365,7 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
         record = failure_record(planned, state_class, details, duration, error, text, properties)
         if state is not None:  # what it logged before failing
             record = dataclasses.replace(record, metrics=logged_metrics(state))
-        store.write_failure(record)
+        text += _record_or_explain(lambda: store.write_failure(record))
         return RunEvent(
             run_id,
             planned.key,
@@ -425,7 +432,7 @@ def apply_function(
         duration = time.perf_counter() - start
         metrics = logged_metrics(state) if state is not None else {}
         evaluation.update(status=Status.FAILED, error=text, error_type=type(error).__qualname__)
-        _write_evaluation(store, evaluation, duration, metrics)
+        text += _record_or_explain(lambda: _write_evaluation(store, evaluation, duration, metrics))
         return RunEvent(
             run_id,
             key,
@@ -437,7 +444,11 @@ def apply_function(
             repaired=tuple(repairs),
         )
     duration = time.perf_counter() - start
-    _write_evaluation(store, {**evaluation, "status": Status.DONE}, duration, metrics)
+    try:
+        _write_evaluation(store, {**evaluation, "status": Status.DONE}, duration, metrics)
+    except OSError as error:  # its metrics cannot be kept (a full disk): the call fails
+        kind = EventKind.FUNCTION_FAILED
+        return _unwritable(run_id, key, kind, repr(function), duration, error)
     return RunEvent(
         run_id, key, EventKind.FUNCTION_RAN, repr(function), duration, repaired=tuple(repairs)
     )
@@ -448,3 +459,24 @@ def _write_evaluation(
 ) -> None:
     evaluation.update(finished=_now(), duration_s=duration, metrics=to_json_series(metrics))
     store.write_evaluation(evaluation["key"], evaluation)
+
+
+def _unwritable(
+    run_id: str, key: str, kind: EventKind, label: str, duration: float, error: OSError
+) -> RunEvent:
+    """The failure of a step whose result the store could not take (a full disk): only
+    its event tells of it, since no failure record can be written either."""
+    text = "".join(traceback.format_exception(error))
+    return RunEvent(run_id, key, kind, label, duration, _portable(error), text)
+
+
+def _record_or_explain(write_failure: Callable[[], object]) -> str:
+    """Record a failure: "" once recorded; if the store cannot take even that (a full
+    disk), what the failure's traceback text adds, so that the run still reports it."""
+    try:
+        write_failure()
+    except OSError as error:
+        return "\nThe failure could not be recorded:\n" + "".join(
+            traceback.format_exception_only(error)
+        )
+    return ""

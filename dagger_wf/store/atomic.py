@@ -6,14 +6,17 @@ into place, which POSIX makes atomic within one file system.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 TEMPORARY_SUFFIX = ".partial"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 # mkstemp creates files readable by their owner only; finished files follow the umask.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -78,3 +81,21 @@ def refresh(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def naming_failed_write(what: str, directory: Path) -> Iterator[None]:
+    """Give an ``OSError`` raised in the block a note saying what was being written where,
+    and, when the disk is full, what to do: the bare error names only a temporary file."""
+    try:
+        yield
+    except OSError as error:
+        note = f"dagger_wf: could not write {what} in {directory}"
+        if error.errno in _FULL:
+            note += (
+                ": the disk is full (or the quota is used up). Free space there and run "
+                "again: the states stored so far are kept whole, and the run computes only "
+                "what is missing."
+            )
+        error.add_note(note)
+        raise

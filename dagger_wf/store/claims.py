@@ -85,8 +85,9 @@ def _create(path: Path, document: dict[str, Any]) -> bool:
     """Create ``path`` holding ``document`` unless it exists; False if it does."""
     temporary = path.with_name(f".{path.name}.{document['token']}{TEMPORARY_SUFFIX}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary.write_text(json.dumps(document, sort_keys=True))
     try:
+        # Written inside the try: a failed write (a full disk) leaves no temporary file either.
+        temporary.write_text(json.dumps(document, sort_keys=True))
         os.link(temporary, path)
     except FileExistsError:
         return False

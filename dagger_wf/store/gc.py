@@ -1,15 +1,23 @@
 """Garbage collection of an experiment directory: what no root reaches, nothing refers to.
 
-Removed: states (record, payload, failed attempts, evaluations) whose chain of parents
-does not reach a root of the experiment; blobs no payload refers to; code and environment
-snapshots no record refers to; temporary files left by killed writers more than an hour
-ago. Nothing is removed while any payload header cannot be read (a blob might be its).
+Removed: states (record, payload, failed attempts, evaluations), computed or only
+attempted, whose chain of parents does not reach a root of the experiment; blobs no
+payload refers to; code and environment snapshots no record refers to; temporary files
+left by killed writers more than an hour ago. Nothing is removed while any payload
+header cannot be read (a blob might be its).
+
+Beside live runs: a shared file (blob, snapshot) is removed only if nothing used it for an
+hour, and the check is made on the file moved aside, so a run reusing it at that very
+moment keeps it. An unreachable state loses its record last, so an interrupted ``gc``
+leaves it findable by the next one, which also puts back files it had moved aside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import shutil
+import os
+import socket
 import struct
 import time
 from pathlib import Path
@@ -17,12 +25,14 @@ from pathlib import Path
 from ..errors import CorruptStateError
 from ..records import StateRecord
 from .atomic import TEMPORARY_SUFFIX
+from .claims import EXPIRY_S, pid_alive
 from .layout import SNAPSHOT_KINDS
 from .payload import blob_digests, blob_path
 from .snapshots import snapshot_files
 from .state_store import ExperimentStore
 
 STALE_TEMPORARY_AGE_S = 3600
+SET_ASIDE_SUFFIX = ".gc" + TEMPORARY_SUFFIX  # a shared file gc moved aside to check
 
 
 @dataclasses.dataclass
@@ -30,40 +40,45 @@ class Garbage:
     """What a collection removes (or, dry, would remove)."""
 
     states: list[str] = dataclasses.field(default_factory=list)
-    # The files of unreachable states, then shared files (blobs, snapshots, temporaries)
-    # that were old and unreferenced when found; those are removed only if still old.
+    # The files of unreachable states, each state's record last; then shared files
+    # (blobs, snapshots, temporaries) that were old and unreferenced when found: those
+    # are removed only if still old.
     paths: list[Path] = dataclasses.field(default_factory=list)
     aged: list[Path] = dataclasses.field(default_factory=list)
 
     @property
-    def all_paths(self) -> list[Path]:
+    def files(self) -> list[Path]:
+        """Every file a collection removes, in the order it removes them."""
         return [*self.paths, *self.aged]
 
-    @property
-    def size(self) -> int:
-        return sum(_size(path) for path in self.all_paths)
+    def sizes(self) -> dict[Path, int]:
+        """The size of each file, read now (before removing them)."""
+        return {path: _size(path) for path in self.files}
 
 
 def _size(path: Path) -> int:
-    files = path.rglob("*") if path.is_dir() else [path]
-    total = 0
-    for file in files:
-        try:
-            total += file.stat().st_size if file.is_file() else 0
-        except FileNotFoundError:  # removed meanwhile
-            continue
-    return total
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # removed meanwhile
+        return 0
+
+
+def _files(path: Path) -> list[Path]:
+    """``path`` itself, or the files under it."""
+    if path.is_dir():
+        return sorted(file for file in path.rglob("*") if file.is_file())
+    return [path] if path.exists() else []
 
 
 def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
-    """(states a root of the experiment reaches, every stored state). A corrupt record
-    hides which states descend from it, so then every state counts as reachable."""
+    """(states a root of the experiment reaches, every state stored or attempted). A
+    corrupt record hides which states descend from it: then every state is reachable."""
     children: dict[str | None, list[str]] = {}
     stored = set()
-    read = list(store.iter_records())
+    read = list(store.iter_attempts())
     records = [record for record in read if isinstance(record, StateRecord)]
     if len(records) < len(read):
-        keys = set(store.done_keys())
+        keys = {*store.done_keys(), *(record.key for record in records)}
         return keys, keys
     for record in records:
         stored.add(record.key)
@@ -79,24 +94,29 @@ def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
 
 
 def find_garbage(store: ExperimentStore, now: float | None = None) -> Garbage:
+    """What ``remove_garbage`` would remove now. First puts back what an interrupted
+    ``gc`` had moved aside, so that a dry run and a real one see the same store."""
+    put_back_set_aside(store, now)
     garbage = Garbage()
     keep, stored = _reachable(store)
     directory = store.directory
     for key in sorted(stored - keep):
         garbage.states.append(key)
-        candidates = [
-            store.record_path(key),
+        for path in (
             store.payload_path(key),
             store.failure_directory(key),
             store.evaluation_directory(key),
-        ]
-        garbage.paths += [path for path in candidates if path.exists()]
+            store.record_path(key),  # last: what makes the next gc find the state
+        ):
+            garbage.paths += _files(path)
     cutoff = (now or time.time()) - STALE_TEMPORARY_AGE_S
     garbage.aged += _unreferenced_blobs(store, keep, cutoff)
     garbage.aged += _unreferenced_snapshots(store, keep, cutoff)
-    garbage.aged += [
-        path for path in directory.rglob(f".*{TEMPORARY_SUFFIX}") if _older_than(path, cutoff)
-    ]
+    garbage.aged += sorted(
+        path
+        for path in directory.rglob(f".*{TEMPORARY_SUFFIX}")
+        if not path.name.endswith(SET_ASIDE_SUFFIX) and _older_than(path, cutoff)
+    )
     return garbage
 
 
@@ -115,7 +135,7 @@ def _unreferenced_blobs(store: ExperimentStore, keep: set[str], cutoff: float) -
     # going on.
     return sorted(
         path
-        for path in store.blob_directory.glob("*/*")
+        for path in store.blob_directory.glob("*/[!.]*")
         if path not in wanted and _older_than(path, cutoff)
     )
 
@@ -145,15 +165,46 @@ def _older_than(path: Path, cutoff: float) -> bool:
         return False
 
 
-def remove_garbage(garbage: Garbage, now: float | None = None) -> None:
-    """Remove what ``find_garbage`` found; a shared file used again since (a run reusing
-    a blob or snapshot refreshes it) is kept."""
+def remove_garbage(garbage: Garbage, now: float | None = None) -> list[Path]:
+    """Remove what ``find_garbage`` found and return what was removed: a shared file used
+    again since (a run reusing a blob or snapshot refreshes it) is kept."""
     cutoff = (now or time.time()) - STALE_TEMPORARY_AGE_S
-    for path in garbage.aged:
-        if _older_than(path, cutoff):
-            path.unlink(missing_ok=True)
+    removed = []
     for path in garbage.paths:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)  # another gc may be removing it too
-        else:
-            path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # another gc removed it
+            path.unlink()
+            removed.append(path)
+    for path in garbage.aged:
+        if _remove_if_old(path, cutoff):
+            removed.append(path)
+    return removed
+
+
+def _remove_if_old(path: Path, cutoff: float) -> bool:
+    """Remove ``path`` unless it changed after ``cutoff``. The age is read on the file
+    moved aside: a run refreshing it before the move is seen, one after it finds no
+    file and writes it again. The aside name says which process moved it."""
+    aside = path.with_name(f".{path.name}@{socket.gethostname()}@{os.getpid()}{SET_ASIDE_SUFFIX}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    if _older_than(aside, cutoff):
+        aside.unlink()
+        return True
+    os.replace(aside, path)  # one a run wrote again meanwhile holds the same bytes
+    return False
+
+
+def put_back_set_aside(store: ExperimentStore, now: float | None = None) -> None:
+    """Put back what an interrupted ``gc`` moved aside and never removed: its process
+    is gone (or, on another host, moved it more than ``EXPIRY_S`` ago)."""
+    for aside in store.directory.rglob(f".*{SET_ASIDE_SUFFIX}"):
+        name, host, pid = aside.name[1 : -len(SET_ASIDE_SUFFIX)].rsplit("@", 2)
+        with contextlib.suppress(FileNotFoundError):
+            if host == socket.gethostname():
+                abandoned = int(pid) != os.getpid() and not pid_alive(int(pid))
+            else:  # moving a file changes its ctime
+                abandoned = (now or time.time()) - aside.stat().st_ctime > EXPIRY_S
+            if abandoned:
+                os.replace(aside, aside.with_name(name))

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import CorruptSnapshotError, SnapshotNotFoundError
 from ..hashing import digest
-from .atomic import atomic_write_json, refresh
+from .atomic import atomic_write_json, naming_failed_write, refresh
 
 
 def snapshot_path(directory: Path, kind: str, snapshot_digest: str) -> Path:
@@ -36,7 +36,9 @@ def store_snapshot(directory: Path, kind: str, document: Any) -> str:
     snapshot_digest = digest(kind, document)
     path = snapshot_path(directory, kind, snapshot_digest)
     if not refresh(path):
-        atomic_write_json(path, document)
+        what = f"the snapshot {snapshot_digest[:12]} ({kind}/)"
+        with naming_failed_write(what, Path(directory)):
+            atomic_write_json(path, document)
     return snapshot_digest
 
 

@@ -11,6 +11,7 @@ checksums when loading one) or by :mod:`.verify`, and the state is computed agai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,7 +31,7 @@ from ..errors import (
 from ..metrics import from_json_series
 from ..records import StateRecord, Status
 from . import layout
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, naming_failed_write
 from .claims import Claim, claim, read_claim
 from .payload import payload_damage, read_payload, write_payload
 
@@ -45,6 +46,10 @@ class ExperimentStore:
         # Flush each state's files to the disk before its record marks it done, so that
         # a power loss cannot leave a done mark over missing bytes (kill -9 cannot anyway).
         self.durable = durable
+
+    def _naming(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Around a write: an OSError (a full disk) says what it was writing, and where."""
+        return naming_failed_write(what, self.directory)
 
     # ------------------------------------------------------------ paths
 
@@ -107,19 +112,24 @@ class ExperimentStore:
         return document
 
     def write_experiment(self, document: dict[str, Any]) -> None:
-        """Write the experiment's description; its roots are kept apart (``add_root``)."""
+        """Write the experiment's description; its roots are kept apart (``add_root``).
+        An unchanged description is not written again: a run that only reuses states
+        then writes nothing (and works on a full disk)."""
         for key in self._legacy_roots():  # stores written before roots/ existed
             self.add_root(key)
-        atomic_write_json(
-            self.experiment_path, {**document, "format": EXPERIMENT_FORMAT}, self.durable
-        )
+        document = {**document, "format": EXPERIMENT_FORMAT}
+        if self.is_experiment() and self.read_experiment() == json.loads(json.dumps(document)):
+            return
+        with self._naming(layout.EXPERIMENT_FILE):
+            atomic_write_json(self.experiment_path, document, self.durable)
 
     def add_root(self, key: str) -> None:
         """Record ``key`` as a root. One file per root, never rewritten: processes that
         spawn roots at the same time cannot lose one another's (no read-modify-write)."""
         path = self.directory / layout.ROOTS / f"{key}.json"
         if not path.is_file():
-            atomic_write_json(path, {"key": key, "added_ns": time.time_ns()}, self.durable)
+            with self._naming(f"root {key[:12]} ({layout.ROOTS}/)"):
+                atomic_write_json(path, {"key": key, "added_ns": time.time_ns()}, self.durable)
 
     def root_keys(self) -> list[str]:
         """Every root ever recorded here, the first spawned first."""
@@ -182,11 +192,13 @@ class ExperimentStore:
 
     def write_state(self, record: StateRecord, payload: dict[str, Any]) -> StateRecord:
         """Store a computed state: payload first, then the metadata that marks it done."""
-        size = write_payload(
-            self.payload_path(record.key), payload, self.blob_directory, self.durable
-        )
+        with self._naming(f"the payload of state {record.key[:12]}"):
+            size = write_payload(
+                self.payload_path(record.key), payload, self.blob_directory, self.durable
+            )
         record = dataclasses.replace(record, payload_bytes=size)
-        atomic_write_json(self.record_path(record.key), record.to_json(), self.durable)
+        with self._naming(f"the record of state {record.key[:12]}"):
+            atomic_write_json(self.record_path(record.key), record.to_json(), self.durable)
         return record
 
     def running_path(self, key: str) -> Path:
@@ -198,7 +210,8 @@ class ExperimentStore:
     def claim(self, key: str, worker: dict[str, Any]) -> Claim:
         """Claim ``key`` for ``worker`` (see :mod:`.claims`), waiting while another live
         worker holds it: it is computing that state, or merging its tags."""
-        return claim(self.running_path(key), {**worker, "key": key})
+        with self._naming(f"the claim on state {key[:12]} ({layout.RUNNING}/)"):
+            return claim(self.running_path(key), {**worker, "key": key})
 
     def clear_running(self, key: str) -> None:
         """Remove the claim on ``key`` of a worker that is gone."""
@@ -213,7 +226,9 @@ class ExperimentStore:
         """Add a failed attempt; earlier attempts (and a later success) leave it in place."""
         moment = (record.finished or "").replace(":", "").replace("-", "")
         name = f"{moment}-{uuid.uuid4().hex[:8]}.json"
-        atomic_write_json(self.failure_directory(record.key) / name, record.to_json(), self.durable)
+        path = self.failure_directory(record.key) / name
+        with self._naming(f"the failure record of state {record.key[:12]}"):
+            atomic_write_json(path, record.to_json(), self.durable)
 
     def failure_paths(self, key: str) -> list[Path]:
         """Every failed attempt of ``key``, oldest first."""
@@ -235,7 +250,8 @@ class ExperimentStore:
         record = dataclasses.replace(record, tags=tuple(sorted({*record.tags, *tags})))
         path = self.record_path(key)
         before = path.stat()
-        atomic_write_json(path, record.to_json(), self.durable)
+        with self._naming(f"the tags of state {key[:12]}"):
+            atomic_write_json(path, record.to_json(), self.durable)
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
         return record
 
@@ -268,7 +284,9 @@ class ExperimentStore:
     def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
         moment = document["started"].replace(":", "").replace("-", "")
         name = f"{moment}-{uuid.uuid4().hex[:8]}.json"
-        atomic_write_json(self.evaluation_directory(key) / name, document, self.durable)
+        path = self.evaluation_directory(key) / name
+        with self._naming(f"an evaluation of state {key[:12]} ({layout.EVALUATIONS}/)"):
+            atomic_write_json(path, document, self.durable)
 
     def iter_evaluations(self, key: str) -> Iterator[dict[str, Any] | CorruptStateError]:
         """Every Function run on ``key``, oldest first; a corrupt file yields its error."""

@@ -243,7 +243,7 @@ def _git_diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[st
     if old is None and new is None:
         return []
     if old is None or new is None:
-        return [f"git work tree: {_git_summary(old)} -> {_git_summary(new)}"]
+        return [f"git work tree: {git_summary(old)} -> {git_summary(new)}"]
     lines = []
     if old.get("commit") != new.get("commit"):
         before, after = _short_commit(old.get("commit")), _short_commit(new.get("commit"))
@@ -265,7 +265,8 @@ def _cleanliness(work_tree: dict[str, Any]) -> str:
     return "dirty" if work_tree.get("dirty") else "clean"
 
 
-def _git_summary(work_tree: dict[str, Any] | None) -> str:
+def git_summary(work_tree: dict[str, Any] | None) -> str:
+    """One line for a captured git work tree: its commit (if any yet) and cleanliness."""
     if work_tree is None:
         return "none"
     return f"commit {_short_commit(work_tree.get('commit'))} ({_cleanliness(work_tree)})"

@@ -10,7 +10,7 @@ from ..store import ExperimentStore
 from ..store.layout import CODE, ENVIRONMENTS
 from ..store.snapshots import load_snapshot
 from .code import code_diff
-from .environment import environment_diff
+from .environment import environment_diff, git_summary
 
 
 def _fields(record: StateRecord, store: ExperimentStore) -> dict[str, Any]:
@@ -55,13 +55,12 @@ def _environment_summary(store: ExperimentStore, digest: str | None) -> list[str
         environment = load_snapshot(store.directory, ENVIRONMENTS, digest)
     except DaggerError as error:
         return [f"  (unreadable: {error})"]
-    git = environment.get("git") or {}
     packages = environment.get("packages", {})
     lines = [
         f"  python {environment['python']['version']} on {environment['platform']['system']} "
         f"{environment['platform']['machine']}, {environment['cpu']['count']} CPUs "
         f"({environment['cpu']['model']})",
-        f"  git {git.get('commit', 'none')[:12]}{' (dirty)' if git.get('dirty') else ''}",
+        f"  git {git_summary(environment.get('git'))}",
     ]
     lines += [f"  {name} {packages[name]}" for name in ("numpy", "torch") if name in packages]
     return lines
