@@ -105,6 +105,27 @@ def test_a_rerun_computes_again_only_the_damaged_state_with_a_warning_and_the_sa
     assert _stored_bytes(experiment_dir, keys["shifted"]) == original
 
 
+def test_a_rerun_computes_again_a_state_whose_record_is_damaged(experiment_dir):
+    exp, promises = build_array_tree(experiment_dir)
+    exp.run()
+    keys = {name: promise.key for name, promise in promises.items()}
+    original = _stored_bytes(experiment_dir, keys["shifted"])
+    record = experiment_dir / "states" / f"{keys['shifted']}.json"
+    record.write_text(record.read_text()[:40])
+    rerun, _ = build_array_tree(experiment_dir)
+    with pytest.warns(dg.CorruptStateWarning, match=keys["shifted"]):
+        assert rerun.run().ran == {keys["shifted"]}
+    assert _stored_bytes(experiment_dir, keys["shifted"]) == original
+
+
+def test_compute_of_a_child_of_a_damaged_state_warns_and_returns_the_child(experiment_dir):
+    keys, _ = _computed_then_damaged(experiment_dir, "flipped byte in a blob")
+    rerun, promises = build_array_tree(experiment_dir, extra_child=True)
+    with pytest.warns(dg.CorruptStateWarning, match=keys["shifted"]):
+        child = rerun.compute(promises["new child"].key)
+    assert child.own[0] == 4.0 and child.data[7] == 7.0
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_parent_is_computed_again_and_its_new_child_computed_from_it(
     experiment_dir, damage

@@ -49,7 +49,8 @@ def build_graph(
 ) -> tuple[dict[str, tuple], dict[str, str]]:
     """A raw Dask graph and the task name of each state. A state in ``known_failures``
     (its worker died earlier in this run) is not tried again: its event is replayed.
-    ``lineage``: where a task finds the plan to compute a damaged stored state again."""
+    ``lineage``: where a task finds the plan to compute a damaged stored state again
+    (default: the plan itself, carried by each task)."""
     known_failures = known_failures or {}
     graph: dict[str, tuple] = {}
     state_tasks: dict[str, str] = {}
@@ -140,10 +141,13 @@ class DaskRunner:
                 return RunReport(run_id, tuple(events))
 
     @contextlib.contextmanager
-    def _lineage(self, plan: Plan, store: ExperimentStore, run_id: str) -> Iterator[PlanLookup]:
+    def _lineage(
+        self, plan: Plan, store: ExperimentStore, run_id: str
+    ) -> Iterator[PlanLookup | None]:
         """The plan as tasks find it: in memory for the schedulers of this process; for
         worker processes, a file written once for the run, so that each task ships its
-        path rather than the whole plan (read only by a task that finds damage)."""
+        path rather than the whole plan (read only by a task that finds damage); None
+        (each task carries the plan) if that file cannot be written."""
         if self.client is None and SCHEDULERS[self.scheduler] != "processes":
             yield PlanLookup(plan.states)
             return
@@ -151,7 +155,11 @@ class DaskRunner:
         states = {
             key: dataclasses.replace(planned, functions=[]) for key, planned in plan.states.items()
         }
-        atomic_write(path, lambda file: cloudpickle.dump(states, file))
+        try:
+            atomic_write(path, lambda file: cloudpickle.dump(states, file))
+        except OSError:  # a full disk: then each task carries the plan (slower, not wrong)
+            yield None
+            return
         try:
             yield PlanLookup(plan.states, path)
         finally:

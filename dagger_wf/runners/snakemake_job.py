@@ -56,12 +56,13 @@ def sync_targets(store_directory: str | Path, states: dict[str, dict], target: s
     then runs a job for each missing state and none for a stored one. The target, not the
     state's own files, is what Snakemake deletes before it runs a job (or after a failed
     one). A state another runner stored gets this workflow's tags, as a job would give.
-    A stored state that a cheap look finds damaged counts as missing."""
+    A stored state whose payload a cheap look finds damaged (its header, its length, its
+    blobs' presence and lengths) counts as missing."""
     store = ExperimentStore(store_directory)
     stored = store.stored_keys()
     for key, state in states.items():
         path = Path(target.format(key=key))
-        if key not in stored or store.damage(key) is not None:  # its job computes it again
+        if key not in stored or store.payload_damage(key) is not None:  # its job repairs it
             path.unlink(missing_ok=True)
         elif not path.exists():
             merge_tags(store, key, set(state["tags"]), _runner()[0])
