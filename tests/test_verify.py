@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import struct
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import flip_byte, run_snakemake
+from conftest import TESTS_DIR, flip_byte, run_snakemake
 from trees import Shift, build_array_tree
 
 import dagger_wf as dg
@@ -157,6 +159,24 @@ def test_a_damaged_parent_found_by_a_worker_is_repaired_and_warned_about_here(
     assert not list(experiment_dir.glob("running/*"))  # no claim, no plan file left
 
 
+@pytest.mark.slow
+def test_a_damaged_parent_found_on_a_distributed_worker_is_repaired_and_warned_about_here(
+    experiment_dir, monkeypatch
+):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))  # workers import the test recipes
+    keys, original = _computed_then_damaged(experiment_dir, "flipped byte in a blob")
+    rerun, promises = build_array_tree(experiment_dir, extra_child=True)
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster,
+        distributed.Client(cluster) as client,
+        pytest.warns(dg.CorruptStateWarning, match=keys["shifted"]),
+    ):
+        report = rerun.run(client=client)
+    assert report.ran == {promises["new child"].key}
+    assert _stored_bytes(experiment_dir, keys["shifted"]) == original
+
+
 def test_two_workers_finding_one_damaged_parent_compute_it_again_once(experiment_dir):
     keys, original = _computed_then_damaged(experiment_dir, "flipped byte in a blob")
     rerun, promises = build_array_tree(experiment_dir, extra_child=True)
@@ -168,6 +188,44 @@ def test_two_workers_finding_one_damaged_parent_compute_it_again_once(experiment
         (keys["shifted"], report.repaired[keys["shifted"]])
     ]
     assert _stored_bytes(experiment_dir, keys["shifted"]) == original
+
+
+EXTEND_THE_DAMAGED_STATE = textwrap.dedent(
+    """
+    import sys, warnings
+    from trees import Shift, build_array_tree
+
+    exp, promises = build_array_tree(sys.argv[1])
+    Shift(10 + int(sys.argv[2]))(promises["shifted"])  # a child of its own
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp.run()
+    print(sum("was damaged" in str(warning.message) for warning in caught))
+    """
+)
+
+
+def test_two_processes_extending_one_damaged_state_compute_it_again_once(tmp_path):
+    keys, original = _computed_then_damaged(tmp_path / "store", "flipped byte in a blob")
+    script, visits = tmp_path / "extend.py", tmp_path / "visits.txt"
+    script.write_text(EXTEND_THE_DAMAGED_STATE)
+    environment = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "DAGGER_TEST_VISITS": str(visits)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "store"), str(worker)],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for worker in range(2)
+    ]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    assert sum(int(stdout.split()[-1]) for stdout, _ in outputs) == 1  # one warning in all
+    assert visits.read_text().split().count(keys["shifted"]) == 1
+    assert len(visits.read_text().split()) == 3  # it, and each process's new child
+    assert _stored_bytes(tmp_path / "store", keys["shifted"]) == original
 
 
 def test_a_function_on_a_damaged_state_runs_on_it_computed_again(experiment_dir):

@@ -283,7 +283,8 @@ class Arrays(dg.ExperimentState):
 
 
 class Shift(dg.Recipe):
-    """Gives its state an ``own`` blob of its own, and seeded random weights."""
+    """Gives its state an ``own`` blob of its own, and seeded random weights; logs each
+    computation in $DAGGER_TEST_VISITS if it is set."""
 
     PROPERTIES = ["amount"]
 
@@ -291,7 +292,13 @@ class Shift(dg.Recipe):
         self.amount = amount
 
     def run(self, state):
+        import os
+
         import numpy as np
+
+        if os.environ.get("DAGGER_TEST_VISITS"):
+            with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
+                visits.write(state.sha() + "\n")
 
         state.own = np.full(10_000, float(self.amount))
         state.weights = state.weights + self.amount + np.random.random(4)
