@@ -50,7 +50,7 @@ def build_graph(
     """A raw Dask graph and the task name of each state. A state in ``known_failures``
     (its worker died earlier in this run) is not tried again: its event is replayed.
     ``lineage``: where a task finds the plan to compute a damaged stored state again
-    (default: the plan itself, carried by each task)."""
+    (None: a damaged ancestor fails the state that loads it, naming it)."""
     known_failures = known_failures or {}
     graph: dict[str, tuple] = {}
     state_tasks: dict[str, str] = {}
@@ -61,7 +61,7 @@ def build_graph(
         "dask",
         plan.seed,
         store.durable,
-        lineage or PlanLookup(plan.states),
+        lineage,
     )
     for key, planned in plan.states.items():
         name = f"state-{key}-{run_id}"
@@ -84,7 +84,9 @@ def build_graph(
 
 
 def leaf_delayeds(plan: Plan, store: ExperimentStore) -> dict[str, Any]:
-    """The pending ``Delayed`` of every leaf state and Function call, by task name."""
+    """The pending ``Delayed`` of every leaf state and Function call, by task name. They
+    may run on any scheduler, so they carry no plan: a stored ancestor found damaged
+    fails the state that loads it, naming it (``exp.run()`` computes it again)."""
     from dask.delayed import Delayed
 
     graph, state_tasks = build_graph(plan, store, uuid.uuid4().hex[:12])
@@ -141,13 +143,11 @@ class DaskRunner:
                 return RunReport(run_id, tuple(events))
 
     @contextlib.contextmanager
-    def _lineage(
-        self, plan: Plan, store: ExperimentStore, run_id: str
-    ) -> Iterator[PlanLookup | None]:
+    def _lineage(self, plan: Plan, store: ExperimentStore, run_id: str) -> Iterator[PlanLookup]:
         """The plan as tasks find it: in memory for the schedulers of this process; for
         worker processes, a file written once for the run, so that each task ships its
-        path rather than the whole plan (read only by a task that finds damage); None
-        (each task carries the plan) if that file cannot be written."""
+        path rather than the whole plan (read only by a task that finds damage), unless
+        that file cannot be written."""
         if self.client is None and SCHEDULERS[self.scheduler] != "processes":
             yield PlanLookup(plan.states)
             return
@@ -158,7 +158,7 @@ class DaskRunner:
         try:
             atomic_write(path, lambda file: cloudpickle.dump(states, file))
         except OSError:  # a full disk: then each task carries the plan (slower, not wrong)
-            yield None
+            yield PlanLookup(plan.states)
             return
         try:
             yield PlanLookup(plan.states, path)
