@@ -250,6 +250,21 @@ def test_a_snakemake_job_computes_a_damaged_state_again_and_logs_the_warning(tmp
     assert (tmp_path / "store" / "states" / f"{promises['new child'].key}.json").exists()
 
 
+@pytest.mark.slow
+def test_a_snakemake_job_computes_again_a_parent_whose_record_is_damaged(tmp_path):
+    exp, promises = build_array_tree(tmp_path / "store")
+    exp.run()
+    shifted = promises["shifted"].key
+    original = _stored_bytes(tmp_path / "store", shifted)
+    record = tmp_path / "store" / "states" / f"{shifted}.json"
+    record.write_text(record.read_text()[:40])
+    rerun, promises = build_array_tree(tmp_path / "store", extra_child=True)
+    result = run_snakemake(rerun.emit_snakefile(tmp_path / "Snakefile"), "local")
+    assert "CorruptStateWarning" in result.stderr and shifted in result.stderr
+    assert _stored_bytes(tmp_path / "store", shifted) == original
+    assert dg.Experiment.restore(tmp_path / "store").graph.node(shifted).record is not None
+
+
 def test_a_full_restore_skips_a_damaged_state_with_a_warning_and_loads_the_rest(experiment_dir):
     keys, _ = _computed_then_damaged(experiment_dir, "flipped byte in a blob")
     with pytest.warns(dg.CorruptStateWarning, match=keys["shifted"]):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cloudpickle
 
+from ..errors import CorruptStateError
 from ..events import FAILURES, EventKind
 from ..plan import Plan
 from ..store import ExperimentStore
@@ -65,7 +66,10 @@ def sync_targets(store_directory: str | Path, states: dict[str, dict], target: s
         if key not in stored or store.payload_damage(key) is not None:  # its job repairs it
             path.unlink(missing_ok=True)
         elif not path.exists():
-            merge_tags(store, key, set(state["tags"]), _runner()[0])
+            try:
+                merge_tags(store, key, set(state["tags"]), _runner()[0])
+            except CorruptStateError:
+                continue  # its record is damaged: its job computes it again
             _touch(path)
 
 

@@ -96,12 +96,15 @@ def merge_tags(store: ExperimentStore, key: str, tags: set[str], runner: str) ->
 def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, ...]:
     """The stored states an emitted workflow will reuse, as a run's CACHED events: each
     given the tags the plan adds now, as a run gives them (the workflow leaves stored
-    states alone), so that emitting can warn about their code and seeds as a run does."""
-    return tuple(
-        _cached(store, planned, EMITTED, "snakemake", step_label(planned, plan.state_class))
-        for planned in plan.states.values()
-        if store.is_done(planned.key)
-    )
+    states alone), so that emitting can warn about their code and seeds as a run does.
+    A state whose record is damaged is left out: a job computes it again."""
+    events = []
+    for planned in plan.states.values():
+        if store.is_done(planned.key):
+            label = step_label(planned, plan.state_class)
+            with contextlib.suppress(CorruptStateError):
+                events.append(_cached(store, planned, EMITTED, "snakemake", label))
+    return tuple(events)
 
 
 def _cached(

@@ -161,9 +161,8 @@ class ExperimentStore:
         not parse; its payload's header, length, or a blob's existence or length is
         wrong), or None. No data is read: a changed byte is found when it is loaded."""
         try:
-            _record_from_file(self.record_path(key))
+            _record_from_file(self.record_path(key), key)
         except CorruptStateError as error:
-            error.key = key
             return error
         except FileNotFoundError:
             return None  # not stored (or removed meanwhile): nothing to repair
@@ -262,7 +261,7 @@ class ExperimentStore:
                 f"State {key[:12]} has not been computed in {self.directory}; run the "
                 "experiment first (exp.run())."
             )
-        return _record_from_file(path)
+        return _record_from_file(path, key)
 
     def load_payload(self, key: str) -> dict[str, Any]:
         path = self.payload_path(key)
@@ -332,20 +331,24 @@ def _read_json(path: Path) -> Any:
         ) from error
 
 
-def _record_from_file(path: Path) -> StateRecord:
-    document = _read_json(path)
+def _record_from_file(path: Path, key: str | None = None) -> StateRecord:
+    """The record in ``path``; a CorruptStateError (naming ``key``) if it is damaged."""
     try:
-        return StateRecord.from_json(document)
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
-        raise CorruptStateError(
-            f"{path} is not a dagger_wf state record (missing or wrong field: {error}). "
-            "Delete it and run the experiment again to recompute that state."
-        ) from error
+        document = _read_json(path)
+        try:
+            return StateRecord.from_json(document)
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise CorruptStateError(
+                f"{path} is not a dagger_wf state record (missing or wrong field: {error}). "
+                "Delete it and run the experiment again to recompute that state."
+            ) from error
+    except CorruptStateError as error:
+        error.key = key
+        raise
 
 
 def _record_or_error(path: Path, key: str | None = None) -> StateRecord | CorruptStateError:
     try:
-        return _record_from_file(path)
+        return _record_from_file(path, key)
     except CorruptStateError as error:
-        error.key = key
         return error

@@ -46,11 +46,7 @@ class VerifyReport:
 def check_state(store: ExperimentStore, key: str, blobs: dict[Path, Damage | None]) -> None:
     """Raise the CorruptStateError of the stored state ``key`` if any file of it is
     damaged. ``blobs`` remembers each blob already checked."""
-    try:
-        store.read_record(key)
-    except CorruptStateError as error:
-        error.key = key
-        raise
+    store.read_record(key)  # a CorruptStateError naming the state if it is damaged
     path = store.payload_path(key)
 
     def read_blob(blob: Path, section: Section) -> memoryview:
