@@ -96,6 +96,10 @@ class TreeNotSpawnedError(DaggerError, RuntimeError):
     """An Experiment was run before ``spawn_new_tree`` defined its root."""
 
 
+class NestedRunError(DaggerError, RuntimeError):
+    """A recipe or Function ran (or computed) the experiment that is running it."""
+
+
 class ForeignPromiseError(DaggerError, ValueError):
     """A recipe was applied to something that is not a promise of a live Experiment."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from .errors import (
     ExperimentPathError,
     InvalidTagError,
     MissingPropertyError,
+    NestedRunError,
     ReservedTagError,
     StandInStateClassWarning,
     StateClassMismatchError,
@@ -43,6 +45,10 @@ class Experiment:
 
     Nothing is computed while the tree is defined: ``spawn_new_tree`` and recipe calls
     only record what to compute (and its keys); ``run()`` computes whatever is not stored.
+
+    Threads may share one Experiment: each defines states and calls ``run()`` (runs take
+    turns, each over the states defined when it starts), and a ``tag`` block tags only
+    the states its own thread defines.
     """
 
     def __init__(
@@ -67,6 +73,8 @@ class Experiment:
         self.experiment_arguments: dict[str, Any] | None = None
         self.graph: StaticExperimentTree | None = None
         self.last_run: RunReport | None = None
+        self._turn = threading.RLock()  # runs, emits and computes take turns
+        self._spawning = threading.Lock()  # one root, whichever thread spawns first
 
     # ------------------------------------------------------------ definition
 
@@ -101,10 +109,15 @@ class Experiment:
 
     def spawn_new_tree(self, **experiment_arguments: Any) -> ExperimentStatePromise:
         """Define the root state from its PROPERTIES; its payload is built at ``run()``."""
+        with self._spawning:
+            return self._spawn(experiment_arguments)
+
+    def _spawn(self, experiment_arguments: dict[str, Any]) -> ExperimentStatePromise:
         if self.root is not None:
             raise TreeAlreadySpawnedError(
-                f"This Experiment already has a root ({self.root!r}); create another "
-                "Experiment (with another directory) for another tree."
+                f"This Experiment already has a root ({self.root!r}); create one "
+                "Experiment per root, e.g. one per thread that spawns its own: "
+                "dg.Experiment(directory, State), on this directory or another."
             )
         cls = self.state_class
         missing = [name for name in cls.PROPERTIES if name not in experiment_arguments]
@@ -151,7 +164,7 @@ class Experiment:
         from .runners.dask import leaf_delayeds
 
         self.save()
-        return leaf_delayeds(self.plan, self.store)
+        return leaf_delayeds(self.plan.snapshot(), self.store)
 
     # ------------------------------------------------------------ running
 
@@ -178,24 +191,44 @@ class Experiment:
 
         check_overrides_used()
         settings = current_settings().overridden(scheduler, seed)
-        self.plan.seed = settings.seed
-        report = self._run_plan(self.plan, settings, client=client, progress=progress)
-        record_run(report)
-        warn_about_changes(report, self.plan, self.directory)
-        if report.emitted_to is not None:
-            return report
-        self.last_run = report
-        report.raise_first_failure()
-        if settings.check_purity:
-            self._check_purity_of_each_recipe(report)
+        with self._taking_turns("run"):
+            plan = self._snapshot(settings.seed)
+            report = self._run_plan(plan, settings, client=client, progress=progress)
+            record_run(report)
+            warn_about_changes(report, plan, self.directory)
+            if report.emitted_to is not None:
+                return report
+            self.last_run = report
+            report.raise_first_failure()
+            if settings.check_purity:
+                self._check_purity_of_each_recipe(report, plan)
         return report
 
-    def _check_purity_of_each_recipe(self, report: RunReport) -> None:
+    @contextlib.contextmanager
+    def _taking_turns(self, action: str) -> Iterator[None]:
+        """Run, emit or compute after this experiment's other threads have: one at a time."""
+        from .runners.transition import step_running
+
+        if step_running():
+            raise NestedRunError(
+                f"exp.{action}() was called inside a recipe's run(), initialize_state() or "
+                "a Function, which a run of this experiment is running: it would wait for "
+                "itself. Define every state before exp.run(), or run another Experiment."
+            )
+        with self._turn:
+            yield
+
+    def _snapshot(self, seed: int | None) -> Plan:
+        """The plan as it is now, to run with ``seed``, which the next ``compute`` uses."""
+        self.plan.seed = seed
+        return self.plan.snapshot()
+
+    def _check_purity_of_each_recipe(self, report: RunReport, plan: Plan) -> None:
         """``dagger-wf run --check-purity``: one state per recipe class, run twice more."""
         checked: set[type] = set()
         computed = report.ran | report.cached
-        for key in [key for key in self.plan.states if key in computed]:
-            recipe = self.plan.states[key].recipe
+        for key in [key for key in plan.states if key in computed]:
+            recipe = plan.states[key].recipe
             if recipe is not None and type(recipe) not in checked:
                 checked.add(type(recipe))
                 self.check_purity(key)
@@ -218,13 +251,14 @@ class Experiment:
         """
         from .tracking.changes import warn_about_changes
 
-        self.plan.seed = seed
         path = DEFAULT_SNAKEFILE if snakefile is None else Path(snakefile)
         settings = RunSettings(
             runner="snakemake", seed=seed, snakefile=path, max_group_size=max_group_size
         )
-        report = self._run_plan(self.plan, settings)
-        warn_about_changes(report, self.plan, self.directory)
+        with self._taking_turns("emit_snakefile"):
+            plan = self._snapshot(seed)
+            report = self._run_plan(plan, settings)
+            warn_about_changes(report, plan, self.directory)
         return path.absolute()
 
     def check_purity(
@@ -243,19 +277,21 @@ class Experiment:
                 f"State {key[:12]} is not defined in this experiment; define it (apply its "
                 "recipe) before checking its purity."
             )
-        if planned.parent_key is not None:
-            self.compute(planned.parent_key)
-        return check_purity(self.store, planned, self.state_class, n, self.plan.seed)
+        with self._taking_turns("check_purity"):
+            if planned.parent_key is not None:
+                self.compute(planned.parent_key)
+            return check_purity(self.store, planned, self.state_class, n, self.plan.seed)
 
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
         """Compute one defined state (and its ancestors) and return it, payload loaded."""
         from .tracking.changes import warn_about_repairs
 
         state = self.defined_state(key)
-        settings = RunSettings(scheduler=scheduler, seed=self.plan.seed)
-        report = self._run_plan(self.plan.lineage(key), settings)
-        warn_about_repairs(report.repaired)
-        report.raise_first_failure()
+        with self._taking_turns("compute"):
+            settings = RunSettings(scheduler=scheduler, seed=self.plan.seed)
+            report = self._run_plan(self.plan.lineage(key), settings)
+            warn_about_repairs(report.repaired)
+            report.raise_first_failure()
         state.restore()
         return state
 

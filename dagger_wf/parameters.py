@@ -9,7 +9,6 @@ and ``lrs=[0.1,0.01]`` a list.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -18,11 +17,10 @@ import yaml
 
 from .errors import InvalidOverrideError, UnknownParameterError, UnusedOverridesError
 
-# Set by ``dagger-wf run``: overrides as given ("key" -> "text"), and whether they were used.
-OVERRIDES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "OVERRIDES", default=None
-)
-_USED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("_USED", default=None)
+# Set by ``dagger-wf run`` for the whole process (the script's threads too): overrides as
+# given ("key" -> "text"), and a list that records each time they were asked for.
+_overrides: dict[str, str] | None = None
+_used: list[bool] | None = None
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, str]:
@@ -81,10 +79,9 @@ def parse_value(key: str, text: str, default: Any) -> Any:
 
 def check_overrides_used() -> None:
     """Refuse to run an experiment whose script never asked for the overrides given."""
-    overrides = OVERRIDES.get()
-    if overrides and _USED.get() == []:
+    if _overrides and _used == []:
         raise UnusedOverridesError(
-            f"Overrides {sorted(overrides)} were given, but the script runs its "
+            f"Overrides {sorted(_overrides)} were given, but the script runs its "
             "experiment without calling dg.parameters(...); declare its parameters with "
             "params = dg.parameters(name=default) before defining the tree."
         )
@@ -92,15 +89,14 @@ def check_overrides_used() -> None:
 
 def parameters(**defaults: Any) -> types.SimpleNamespace:
     """The script's parameters: ``defaults``, with ``dagger-wf run`` overrides applied."""
-    overrides = OVERRIDES.get() or {}
+    overrides = _overrides or {}
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise UnknownParameterError(
             f"Unknown parameter {unknown[0]!r}; this script's parameters are {sorted(defaults)}."
         )
-    used = _USED.get()
-    if used is not None:
-        used.append(True)
+    if _used is not None:
+        _used.append(True)
     values = dict(defaults)
     values.update({key: parse_value(key, text, defaults[key]) for key, text in overrides.items()})
     return types.SimpleNamespace(**values)
@@ -110,10 +106,10 @@ def parameters(**defaults: Any) -> types.SimpleNamespace:
 def script_overrides(overrides: dict[str, str]) -> Iterator[list[bool]]:
     """Within the block, ``parameters()`` applies ``overrides``; the list it yields gets
     an entry each time the script asks for its parameters."""
-    used: list[bool] = []
-    override_token, used_token = OVERRIDES.set(overrides), _USED.set(used)
+    global _overrides, _used
+    outer = _overrides, _used
+    _overrides, _used = overrides, []
     try:
-        yield used
+        yield _used
     finally:
-        OVERRIDES.reset(override_token)
-        _USED.reset(used_token)
+        _overrides, _used = outer

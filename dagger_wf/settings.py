@@ -9,7 +9,6 @@ report of each run, so the command can tell whether the script ran its experimen
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,29 +49,29 @@ class RunSession:
     reports: list[RunReport] = dataclasses.field(default_factory=list)
 
 
-_SESSION: contextvars.ContextVar[RunSession | None] = contextvars.ContextVar(
-    "dagger_wf_run_session", default=None
-)
+# The session of the command running this process's script: process-wide, not a context
+# variable, since threads the script starts do not inherit context variables.
+_session: RunSession | None = None
 
 
 @contextlib.contextmanager
 def run_session(settings: RunSettings) -> Iterator[RunSession]:
-    """Inside the block, ``exp.run()`` starts from ``settings`` and records its report."""
-    session = RunSession(settings)
-    token = _SESSION.set(session)
+    """Inside the block, ``exp.run()`` starts from ``settings`` and records its report,
+    in whichever thread of this process it is called."""
+    global _session
+    session, outer = RunSession(settings), _session
+    _session = session
     try:
         yield session
     finally:
-        _SESSION.reset(token)
+        _session = outer
 
 
 def current_settings() -> RunSettings:
-    session = _SESSION.get()
-    return session.settings if session is not None else RunSettings()
+    return _session.settings if _session is not None else RunSettings()
 
 
 def record_run(report: RunReport) -> None:
     """Tell the command running this script (if any) that a run happened."""
-    session = _SESSION.get()
-    if session is not None:
-        session.reports.append(report)
+    if _session is not None:
+        _session.reports.append(report)

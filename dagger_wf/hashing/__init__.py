@@ -16,7 +16,7 @@ from .keys import (
     root_key,
     root_key_ingredients,
 )
-from .source import normalised_source
+from .source import normalised_source, read_source
 
 __all__ = [
     "Encoded",
@@ -30,6 +30,7 @@ __all__ = [
     "identity_of",
     "module_name",
     "normalised_source",
+    "read_source",
     "recipe_code_version",
     "root_key",
     "root_key_ingredients",

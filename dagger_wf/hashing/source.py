@@ -15,11 +15,15 @@ import pathlib
 import sys
 import sysconfig
 import textwrap
+import threading
 import tokenize
 import types
 from collections.abc import Iterable
 
 from ..errors import RecipeSourceUnavailableError
+
+# CPython 3.11's ast and inspect can fail (SystemError) when threads parse at once.
+_PARSING = threading.RLock()
 
 
 def user_classes(recipe_class: type) -> Iterable[type]:
@@ -54,15 +58,22 @@ def normalised_source(cls: type) -> str:
     Token-based, not ``ast.unparse``-based: the output must not depend on the Python
     version that computes it (a login node and a compute node may differ).
     """
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError) as error:
-        raise RecipeSourceUnavailableError(
-            f"Cannot read the source of recipe {cls.__qualname__} ({error}), so its code "
-            "version is unknown. Set a class attribute VERSION = '1' on it (and bump it "
-            "whenever run() changes)."
-        ) from None
-    return " ".join(_meaningful_tokens(source))
+    with _PARSING:
+        try:
+            source = textwrap.dedent(read_source(cls))
+        except (OSError, TypeError) as error:
+            raise RecipeSourceUnavailableError(
+                f"Cannot read the source of recipe {cls.__qualname__} ({error}), so its code "
+                "version is unknown. Set a class attribute VERSION = '1' on it (and bump it "
+                "whenever run() changes)."
+            ) from None
+        return " ".join(_meaningful_tokens(source))
+
+
+def read_source(obj: type | types.ModuleType) -> str:
+    """``inspect.getsource(obj)``, one thread at a time (OSError, TypeError if none)."""
+    with _PARSING:
+        return inspect.getsource(obj)
 
 
 def _docstring_starts(source: str) -> set[tuple[int, int]]:

@@ -13,6 +13,7 @@ import functools
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -196,14 +197,33 @@ def initial_state(
     return step_child(load_parent(planned.parent_key), planned.recipe, planned.key)
 
 
+_STEP = threading.local()
+
+
+def step_running() -> bool:
+    """Whether this thread runs a step now: a recipe, ``initialize_state`` or a Function."""
+    return getattr(_STEP, "running", False)
+
+
+@contextlib.contextmanager
+def _running_step(state: ExperimentState) -> Iterator[None]:
+    """``recording(state)``, with this thread known to run a step meanwhile."""
+    outer, _STEP.running = step_running(), True
+    try:
+        with recording(state):
+            yield
+    finally:
+        _STEP.running = outer
+
+
 def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
     seed_everything(seed)
     state.seed = seed
     if planned.recipe is None:
-        with recording(state):
+        with _running_step(state):
             state.initialize_state(**(planned.root_properties or {}))
         return state
-    with recording(state):
+    with _running_step(state):
         result = _checked_result(planned, state, planned.recipe.run(state))
     return adopt_result(result, state, planned.key, planned.recipe)
 
@@ -427,7 +447,7 @@ def apply_function(
     try:
         state = load_checked(context, store, key, repairs)
         seed_everything(seed_from_key(key, context.global_seed))
-        with recording(state):
+        with _running_step(state):
             returned = function.op(state)
         metrics = {**logged_metrics(state), **metrics_from_return(returned)}
     except Exception as error:

@@ -8,11 +8,10 @@ helper functions it calls.
 from __future__ import annotations
 
 import difflib
-import inspect
 import sys
 from typing import Any
 
-from ..hashing import module_name
+from ..hashing import module_name, read_source
 
 
 def capture_code(recipe_class: type) -> dict[str, str | None]:
@@ -33,7 +32,7 @@ def capture_code(recipe_class: type) -> dict[str, str | None]:
 
 def _source(obj: Any) -> str | None:
     try:
-        return inspect.getsource(obj)
+        return read_source(obj)
     except (OSError, TypeError):  # no file behind it: a notebook, exec(), a C module
         return None
 

@@ -17,6 +17,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 ENVIRONMENT_FORMAT = "dagger_wf.environment/1"
 GIT_TIMEOUT_SECONDS = 5.0
+_CAPTURING = threading.Lock()  # threads that ask at once get one capture
 
 
 def capture_environment(*, refresh: bool = False) -> dict[str, Any]:
@@ -34,9 +36,11 @@ def capture_environment(*, refresh: bool = False) -> dict[str, Any]:
     to capture again after changing ``sys.path`` or the git work tree (uncommitted edits
     are otherwise seen only by the next process). The caller gets its own copy to mutate.
     """
-    if refresh:
-        _cached_environment.cache_clear()
-    return copy.deepcopy(_cached_environment(os.getcwd(), "torch" in sys.modules))
+    with _CAPTURING:
+        if refresh:
+            _cached_environment.cache_clear()
+        captured = _cached_environment(os.getcwd(), "torch" in sys.modules)
+    return copy.deepcopy(captured)
 
 
 @functools.cache
