@@ -146,6 +146,24 @@ def test_a_damaged_parent_is_computed_again_and_its_new_child_computed_from_it(
     assert child.data[7] == 7.0 and child.own[0] == 4.0
 
 
+def test_a_damaged_blob_that_every_state_shares_is_written_again_by_the_state_that_made_it(
+    experiment_dir,
+):
+    exp, promises = build_array_tree(experiment_dir)
+    exp.run()
+    keys = {name: promise.key for name, promise in promises.items()}
+    originals = {key: _stored_bytes(experiment_dir, key) for key in keys.values()}
+    shared = hashlib.sha256(np.arange(20_000, dtype=np.float64).tobytes()).digest()  # data
+    flip_byte(blob_path(experiment_dir / "blobs", shared), 1000)
+    rerun, promises = build_array_tree(experiment_dir, extra_child=True)
+    with pytest.warns(dg.CorruptStateWarning, match=f"{keys['shifted']}|{keys['root']}"):
+        report = rerun.run()
+    assert report.ran == {promises["new child"].key}
+    assert set(report.repaired) == {keys["shifted"], keys["root"]}  # the blob is the root's
+    assert {key: _stored_bytes(experiment_dir, key) for key in keys.values()} == originals
+    assert _verify(experiment_dir).returncode == 0
+
+
 @pytest.mark.parametrize("scheduler", ["threads", "processes"])
 def test_a_damaged_parent_found_by_a_worker_is_repaired_and_warned_about_here(
     experiment_dir, scheduler
