@@ -5,16 +5,20 @@ first run, cached re-run, slim restore and tag filtering, against writing and re
 JSON + N tiny pickle files. Part 2 (payloads): a chain of recipes over a large tensor and
 array, per transition, against ``pickle.dump`` + ``pickle.load`` of the same dict; it runs
 in fresh subprocesses so their peak RSS shows how many payload copies are alive at once.
+Part 3 (verified load, ``--only load``): loading a stored payload with every section and
+blob checked by crc32, against the floor of ``readinto`` of the same files' bytes; and the
+throughput of crc32 against sha256 (what blobs are named by) on the same buffer.
 
 Timings are medians of 3 repeats and never asserted: these machines are shared and noisy.
 Run from the repository root: ``python bench/bench_core.py [--sizes 1000 10000]
-[--payload-mb 200]``.
+[--payload-mb 200] [--only trivial|load]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +43,7 @@ import torch
 from trivial import Counter, Step
 
 import dagger_wf as dg
+from dagger_wf.store.payload import blob_digests, blob_path, read_payload, write_payload
 
 T = TypeVar("T")
 
@@ -238,6 +244,35 @@ def raw_round_trip(path: Path, payload: dict[str, Any]) -> bytearray:
     return data
 
 
+def measure_load(workdir: Path, tensor_mb: int) -> dict[str, list[float]]:
+    """Seconds to load one stored payload, checked, against reading its files' bytes;
+    and seconds of crc32 and of sha256 over the tensor's bytes."""
+    payload = make_payload(tensor_mb)
+    path, blobs = workdir / "load.payload", workdir / "blobs"
+    write_payload(path, payload, blobs)
+    files = [path, *(blob_path(blobs, digest) for digest in sorted(blob_digests(path)))]
+    buffer = memoryview(payload["tensor"].numpy()).cast("B")
+    samples: dict[str, list[float]] = defaultdict(list)
+    read_files(files)  # into the page cache, as a recently written state is
+    for _ in range(REPEATS):
+        samples["load"].append(timed(functools.partial(read_payload, path, blobs))[0])
+        samples["floor"].append(timed(functools.partial(read_files, files))[0])
+        samples["crc32"].append(timed(functools.partial(zlib.crc32, buffer))[0])
+        samples["sha256"].append(timed(functools.partial(hashlib.sha256, buffer))[0])
+    return dict(samples)
+
+
+def read_files(paths: list[Path]) -> list[bytearray]:
+    """The floor of a load: each file's bytes ``readinto`` one buffer of its size."""
+    buffers = []
+    for path in paths:
+        with open(path, "rb") as file:
+            data = bytearray(os.fstat(file.fileno()).st_size)
+            file.readinto(data)
+        buffers.append(data)
+    return buffers
+
+
 def run_child(mode: str, tensor_mb: int) -> dict[str, Any]:
     """Run one payload measurement in a fresh interpreter (so its ru_maxrss is its own)."""
     command = [sys.executable, __file__, "--only", mode, "--payload-mb", str(tensor_mb)]
@@ -335,6 +370,33 @@ def print_payload(tensor_mb: int, run: dict[str, Any], floor: dict[str, Any]) ->
     print()
 
 
+def print_load(tensor_mb: int, samples: dict[str, list[float]]) -> None:
+    size = payload_mb(tensor_mb)
+    load, floor = samples["load"], samples["floor"]
+    print(f"verified load: {size:.0f} MB payload (tensor and array blobs), page-cached files")
+    print(HEADER)
+    print(
+        row(
+            "read_payload: read + crc32 check + unpickle",
+            load,
+            None,
+            f"{ratio(load, floor):.2f}x floor",
+        )
+    )
+    print(row("floor: readinto of the same files", floor))
+    for name in ("crc32", "sha256"):
+        throughput = tensor_mb * MB / statistics.median(samples[name]) / 1e9
+        print(
+            row(
+                f"{name} of the {tensor_mb} MB tensor",
+                samples[name],
+                None,
+                f"{throughput:.2f} GB/s",
+            )
+        )
+    print()
+
+
 def rss_line(label: str, baseline: float, peak: float, size: float) -> str:
     growth = peak - baseline
     return f"    {label:<44} {growth:>8.0f} MB = {growth / size:.2f}x payload"
@@ -349,9 +411,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--payload-mb", type=int, default=200, help="tensor size; array = 1/4")
     parser.add_argument(
         "--only",
-        choices=["trivial", "payload", "payload-floor"],
-        help="trivial: part 1 alone; payload / payload-floor: one payload measurement, "
-        "printed as JSON (what the main run starts in a subprocess)",
+        choices=["trivial", "load", "payload", "payload-floor"],
+        help="trivial: part 1 alone; load: part 3 alone; payload / payload-floor: one "
+        "payload measurement, printed as JSON (what the main run starts in a subprocess)",
     )
     return parser.parse_args()
 
@@ -364,8 +426,11 @@ def main() -> None:
             print(json.dumps(children[arguments.only](Path(workdir), arguments.payload_mb)))
             return
         print_machine()
-        for n in arguments.sizes:
-            print_trivial(n, *measure_trivial(Path(workdir), n))
+        if arguments.only in (None, "trivial"):
+            for n in arguments.sizes:
+                print_trivial(n, *measure_trivial(Path(workdir), n))
+        if arguments.only in (None, "load"):
+            print_load(arguments.payload_mb, measure_load(Path(workdir), arguments.payload_mb))
     if arguments.only is None:
         run = run_child("payload", arguments.payload_mb)
         floor = run_child("payload-floor", arguments.payload_mb)

@@ -1,8 +1,9 @@
 """The ``dagger-wf`` command: parses arguments, then calls the library.
 
 Exit codes scripts can rely on: 0 success; 1 the experiment failed (a recipe or Function
-raised; the traceback is printed); 2 bad command line or input (unknown parameter,
-override that does not parse, missing directory or key).
+raised; the traceback is printed), or ``verify`` found damage; 2 bad command line or input
+(unknown parameter, override that does not parse, missing directory or key, a directory
+that is not an experiment).
 """
 
 from __future__ import annotations
@@ -150,11 +151,28 @@ def _gc(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(arguments: argparse.Namespace) -> int:
+    from .store.verify import repair_store, verify_store
+
+    store = _store(arguments.directory)
+    report = verify_store(store)
+    for key, error in sorted(report.damaged.items()):
+        print(f"damaged {key}: {error.detail or error}")
+    print(
+        f"checked {report.checked_states} state(s) and {report.checked_blobs} blob(s): "
+        f"{len(report.damaged)} damaged"
+    )
+    if arguments.repair and not report.clean:
+        removed = repair_store(store, report)
+        print(f"removed {len(removed)} damaged state(s); the next run computes them again")
+    return EXIT_OK if report.clean else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dagger-wf",
         description="Reproducible, branching ML experiments. Exit codes: 0 success, "
-        "1 the experiment failed, 2 bad command line or input.",
+        "1 the experiment failed (or verify found damage), 2 bad command line or input.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     gc = add("gc", _gc, "remove states no root reaches, unused blobs and snapshots")
     gc.add_argument("directory")
     gc.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+
+    verify = add(
+        "verify",
+        _verify,
+        "read every record, payload and blob and report the damaged states (exit 1 if any)",
+    )
+    verify.add_argument("directory")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove the damaged states (and damaged blobs): the next run computes them again",
+    )
     return parser
 
 

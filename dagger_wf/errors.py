@@ -8,6 +8,8 @@ Messages say what went wrong and what to do about it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class DaggerError(Exception):
     """Base class of every error raised by dagger_wf."""
@@ -107,7 +109,15 @@ class NotAnExperimentError(DaggerError, FileNotFoundError):
 
 
 class CorruptStateError(DaggerError, ValueError):
-    """A state's metadata or payload file is unreadable (truncated, edited, foreign)."""
+    """A state's metadata or payload file is unreadable (truncated, edited, foreign), or
+    one of its blobs is missing or changed.
+
+    ``key``: the damaged state, when known; ``blob``: the damaged blob file, if that is
+    what is damaged (it is shared by content, so removing it lets a rewrite replace it)."""
+
+    key: str | None = None
+    blob: Path | None = None
+    detail: str | None = None  # what is damaged, without the advice
 
 
 class SnapshotNotFoundError(DaggerError, FileNotFoundError):
@@ -193,7 +203,8 @@ class DaggerWarning(UserWarning):
 
 
 class CorruptStateWarning(DaggerWarning):
-    """A corrupt state file was skipped while the rest of the tree loaded."""
+    """A damaged state was skipped while the rest of the tree loaded, or recomputed by a
+    run that found it damaged."""
 
 
 class CodeChangedWarning(DaggerWarning):

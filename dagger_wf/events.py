@@ -40,6 +40,9 @@ class RunEvent:
     stored_code: str | None = None
     stored_environment: str | None = None
     stored_seed: int | None = None
+    # Stored states found damaged while computing this one, then computed again (this
+    # one too, if it was): (key, what was damaged) each.
+    repaired: tuple[tuple[str, str], ...] = ()
 
     def exception(self) -> BaseException:
         """What a failure raised: its own exception, or one naming it if that was lost."""
@@ -92,6 +95,11 @@ class RunReport:
     @property
     def skipped(self) -> set[str]:
         return self.keys(EventKind.SKIPPED)
+
+    @property
+    def repaired(self) -> dict[str, str]:
+        """Stored states found damaged and computed again: what was damaged, by key."""
+        return {key: damage for event in self.events for key, damage in event.repaired}
 
     @property
     def failures(self) -> list[RunEvent]:

@@ -315,10 +315,14 @@ class Experiment:
 
     def compute(self, key: str, scheduler: str = "single-threaded") -> ExperimentState:
         """Compute one defined state (and its ancestors) and return it, payload loaded."""
+        from .tracking.changes import warn_about_repairs
+
         state = self.defined_state(key)
         with self._taking_turns("compute"):
             settings = RunSettings(scheduler=scheduler, seed=self.plan.seed)
-            self._run_plan(self.plan.lineage(key), settings).raise_first_failure()
+            report = self._run_plan(self.plan.lineage(key), settings)
+            warn_about_repairs(report.repaired)
+            report.raise_first_failure()
         state.restore()
         return state
 

@@ -47,6 +47,14 @@ def payload_bytes(directory: Path) -> dict[str, bytes]:
     return {**payloads, "blobs": blobs}
 
 
+def flip_byte(path: Path, offset: int) -> None:
+    """Invert the bits of one byte of a file in place (``offset`` < 0 counts from the end),
+    as a failing disk or a stray write would."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture(autouse=True)
 def outside_the_project_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in its own directory: the environment a state records includes the

@@ -133,12 +133,13 @@ def test_same_class_name_from_another_module_is_refused(experiment_dir):
         dg.Experiment(experiment_dir, impostor)
 
 
-def test_a_deleted_payload_makes_its_state_computed_again(experiment_dir):
+def test_a_deleted_payload_makes_its_state_computed_again_with_a_warning(experiment_dir):
     exp, promises = build_lottery_tree(experiment_dir)
     exp.run()
     (experiment_dir / "payloads" / f"{promises['pruned 0.1'].key}.payload").unlink()
     rerun, _ = build_lottery_tree(experiment_dir)
-    assert rerun.run().ran == {promises["pruned 0.1"].key}
+    with pytest.warns(dg.CorruptStateWarning, match=f"{promises['pruned 0.1'].key}.*missing"):
+        assert rerun.run().ran == {promises["pruned 0.1"].key}
 
 
 def test_ambiguous_key_prefix_is_a_key_error(experiment_dir):

@@ -266,3 +266,53 @@ class FillDisk(dg.Recipe):
     def run(self, state):
         fill_disk(Path(self.filler))
         raise ValueError("the recipe failed after the disk filled up")
+
+
+class Arrays(dg.ExperimentState):
+    """A state whose payload has blobs: ``data``, shared by every state, and ``own``."""
+
+    PROPERTIES = ["name"]
+    NONHASHED_ATTRIBUTES = ["data", "own", "weights"]
+
+    def initialize_state(self, **kwargs):
+        import numpy as np
+
+        self.data = np.arange(20_000, dtype=np.float64)  # 160 KB: a blob
+        self.own = np.zeros(10_000)
+        self.weights = np.zeros(4)  # inline
+
+
+class Shift(dg.Recipe):
+    """Gives its state an ``own`` blob of its own, and seeded random weights; logs each
+    computation in $DAGGER_TEST_VISITS if it is set."""
+
+    PROPERTIES = ["amount"]
+
+    def __init__(self, amount):
+        self.amount = amount
+
+    def run(self, state):
+        import os
+
+        import numpy as np
+
+        if os.environ.get("DAGGER_TEST_VISITS"):
+            with open(os.environ["DAGGER_TEST_VISITS"], "a") as visits:
+                visits.write(state.sha() + "\n")
+
+        state.own = np.full(10_000, float(self.amount))
+        state.weights = state.weights + self.amount + np.random.random(4)
+        return state
+
+
+def build_array_tree(directory: Path, extra_child: bool = False):
+    """root -> shifted (the state the tests damage) -> below; root -> beside.
+    ``extra_child``: also a new child of ``shifted``, not computed yet."""
+    exp = dg.Experiment(directory, state_class=Arrays)
+    root = exp.spawn_new_tree(name="arrays")
+    shifted = Shift(1)(root)
+    promises = {"root": root, "shifted": shifted, "below": Shift(2)(shifted)}
+    promises["beside"] = Shift(3)(root)
+    if extra_child:
+        promises["new child"] = Shift(4)(shifted)
+    return exp, promises

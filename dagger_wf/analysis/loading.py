@@ -19,7 +19,9 @@ def load_tree(
 ) -> StaticExperimentTree:
     """Every stored state (done or failed) linked to its parent and children.
 
-    A corrupt file is skipped with a :class:`CorruptStateWarning`; the rest still loads.
+    A corrupt record is skipped with a :class:`CorruptStateWarning`, and so is a damaged
+    payload of a full restore (its state stays slim); the rest still loads. Each error is
+    in ``tree.corrupt``, its ``key`` naming the state.
     """
     node_map: dict[str, ExperimentState] = {}
     corrupt: list[CorruptStateError] = []
@@ -38,5 +40,9 @@ def load_tree(
     if not slim:
         for state in node_map.values():
             if state.status is Status.DONE:
-                state.restore()
+                try:
+                    state.restore()
+                except CorruptStateError as error:
+                    warnings.warn(str(error), CorruptStateWarning, stacklevel=3)
+                    tree.corrupt.append(error)
     return tree

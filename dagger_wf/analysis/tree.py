@@ -27,7 +27,9 @@ class StaticExperimentTree:
 
     ``node_map`` maps key to state, ``edge_map`` key to the set of child keys, and
     ``digraph`` is the same tree as a ``networkx.DiGraph`` (node attribute ``state``) for
-    any graph query of your own. States whose files were corrupt are in ``corrupt``.
+    any graph query of your own. ``corrupt`` lists the error of each state skipped
+    because its files were damaged (``error.key`` names it): a state whose record cannot
+    be read is not in the tree; one whose payload a full restore could not load is, slim.
     """
 
     NodeSet = NodeSet  # the original's StaticExperimentTree.NodeSet

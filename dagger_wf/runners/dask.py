@@ -8,19 +8,24 @@ the tree, and the processes scheduler and a distributed cluster ship nothing lar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
+from collections.abc import Iterator
 from typing import Any
+
+import cloudpickle
 
 from ..errors import RecipeFailedError, UnknownRunnerError, WorkerLostError
 from ..events import EventKind, RunEvent, RunReport
 from ..plan import Plan
 from ..settings import RunSettings
 from ..store import ExperimentStore
+from ..store.atomic import atomic_write
 from .interruptions import record_interrupted_states
 from .main_guard import check_main_is_guarded
 from .progress import RunProgress
-from .transition import StepContext, apply_function, compute_state, step_label
+from .transition import PlanLookup, StepContext, apply_function, compute_state, step_label
 
 SCHEDULERS = {
     "single-threaded": "sync",
@@ -40,14 +45,23 @@ def build_graph(
     store: ExperimentStore,
     run_id: str,
     known_failures: dict[str, RunEvent] | None = None,
+    lineage: PlanLookup | None = None,
 ) -> tuple[dict[str, tuple], dict[str, str]]:
     """A raw Dask graph and the task name of each state. A state in ``known_failures``
-    (its worker died earlier in this run) is not tried again: its event is replayed."""
+    (its worker died earlier in this run) is not tried again: its event is replayed.
+    ``lineage``: where a task finds the plan to compute a damaged stored state again
+    (None: a damaged ancestor fails the state that loads it, naming it)."""
     known_failures = known_failures or {}
     graph: dict[str, tuple] = {}
     state_tasks: dict[str, str] = {}
     context = StepContext(
-        str(store.directory), plan.state_class, run_id, "dask", plan.seed, store.durable
+        str(store.directory),
+        plan.state_class,
+        run_id,
+        "dask",
+        plan.seed,
+        store.durable,
+        lineage,
     )
     for key, planned in plan.states.items():
         name = f"state-{key}-{run_id}"
@@ -88,7 +102,9 @@ def leaf_delayeds(
     """The pending ``Delayed`` of every leaf, by task name: each Function call, and each
     state that has neither a child nor a Function (a Function stands for its state, as in
     the original dagger). Nothing is written until one is computed; computing one first
-    records the experiment (``experiment`` and its root), as ``exp.run()`` does."""
+    records the experiment (``experiment`` and its root), as ``exp.run()`` does. They
+    may run on any scheduler, so they carry no plan: a stored ancestor found damaged
+    fails the state that loads it, naming it (``exp.run()`` computes it again)."""
     from dask.delayed import Delayed
 
     run_id = uuid.uuid4().hex[:12]
@@ -134,9 +150,12 @@ class DaskRunner:
                 check_main_is_guarded()
         run_id = uuid.uuid4().hex[:12]
         known_failures: dict[str, RunEvent] = {}
-        with RunProgress(len(build_graph(plan, store, run_id)[0]), self.progress) as progress:
+        with (
+            RunProgress(len(build_graph(plan, store, run_id)[0]), self.progress) as progress,
+            self._lineage(plan, store, run_id) as lineage,
+        ):
             while True:
-                graph, _ = build_graph(plan, store, run_id, known_failures)
+                graph, _ = build_graph(plan, store, run_id, known_failures, lineage)
                 try:
                     events = self._execute(graph, list(graph), progress)
                 except Exception as error:
@@ -152,6 +171,29 @@ class DaskRunner:
                     known_failures.update(_lost_events(store, plan, lost, run_id))
                     continue
                 return RunReport(run_id, tuple(events))
+
+    @contextlib.contextmanager
+    def _lineage(self, plan: Plan, store: ExperimentStore, run_id: str) -> Iterator[PlanLookup]:
+        """The plan as tasks find it: in memory for the schedulers of this process; for
+        worker processes, a file written once for the run, so that each task ships its
+        path rather than the whole plan (read only by a task that finds damage), unless
+        that file cannot be written."""
+        if self.client is None and SCHEDULERS[self.scheduler] != "processes":
+            yield PlanLookup(plan.states)
+            return
+        path = store.run_plan_path(run_id)
+        states = {
+            key: dataclasses.replace(planned, functions=[]) for key, planned in plan.states.items()
+        }
+        try:
+            atomic_write(path, lambda file: cloudpickle.dump(states, file))
+        except OSError:  # a full disk: then each task carries the plan (slower, not wrong)
+            yield PlanLookup(plan.states)
+            return
+        try:
+            yield PlanLookup(plan.states, path)
+        finally:
+            path.unlink(missing_ok=True)
 
     def _execute(self, graph: dict, names: list[str], progress: RunProgress) -> list[Any]:
         if self.client is not None:

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import cloudpickle
 
+from ..errors import CorruptStateError
 from ..events import FAILURES, EventKind
 from ..plan import Plan
 from ..store import ExperimentStore
+from ..tracking.changes import warn_about_repairs
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
-from .transition import StepContext, apply_function, compute_state, merge_tags
+from .transition import PlanLookup, StepContext, apply_function, compute_state, merge_tags
 
 _LOG = logging.getLogger(__name__)
 
@@ -54,15 +56,20 @@ def sync_targets(store_directory: str | Path, states: dict[str, dict], target: s
     exactly when the store holds that state whole, whichever runner stored it: Snakemake
     then runs a job for each missing state and none for a stored one. The target, not the
     state's own files, is what Snakemake deletes before it runs a job (or after a failed
-    one). A state another runner stored gets this workflow's tags, as a job would give."""
+    one). A state another runner stored gets this workflow's tags, as a job would give.
+    A stored state whose payload a cheap look finds damaged (its header, its length, its
+    blobs' presence and lengths) counts as missing."""
     store = ExperimentStore(store_directory)
     stored = store.stored_keys()
     for key, state in states.items():
         path = Path(target.format(key=key))
-        if key not in stored:
+        if key not in stored or store.payload_damage(key) is not None:  # its job repairs it
             path.unlink(missing_ok=True)
         elif not path.exists():
-            merge_tags(store, key, set(state["tags"]), _runner()[0])
+            try:
+                merge_tags(store, key, set(state["tags"]), _runner()[0])
+            except CorruptStateError:
+                continue  # its record is damaged: its job computes it again
             _touch(path)
 
 
@@ -77,7 +84,10 @@ def _job_context(store_directory: str | Path, durable: bool) -> tuple[Plan, Step
     plan = load_plan(store.directory)
     runner, run_id = _runner()
     directory = str(store.directory)
-    return plan, StepContext(directory, plan.state_class, run_id, runner, plan.seed, durable)
+    lineage = PlanLookup(plan.states)
+    return plan, StepContext(
+        directory, plan.state_class, run_id, runner, plan.seed, durable, lineage
+    )
 
 
 def compute_state_job(
@@ -87,6 +97,7 @@ def compute_state_job(
     meanwhile) and touch ``target``; raise its error if the recipe failed."""
     plan, context = _job_context(store_directory, durable)
     event = compute_state(context, plan.states[key], None)
+    warn_about_repairs(dict(event.repaired))  # on the job's log: no run process sees it
     if event.kind in FAILURES:
         # Snakemake shows an error's message, never its notes: the traceback (and, on a
         # full disk, what to do) reaches the job's log this way.
@@ -105,6 +116,7 @@ def apply_functions_job(
     plan, context = _job_context(store_directory, durable)
     for function in plan.states[key].functions:
         event = apply_function(context, key, function, None)
+        warn_about_repairs(dict(event.repaired))
         if event.kind is EventKind.FUNCTION_FAILED:
             raise event.exception()
     _touch(Path(done_marker))

@@ -9,18 +9,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import os
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
 from ..errors import (
+    CorruptStateError,
     RecipeFailedError,
     RecipeReturnError,
     RecipeSourceUnavailableError,
@@ -35,6 +38,7 @@ from ..records import StateRecord, Status
 from ..state import ExperimentState, load_state, store_state
 from ..steps import StepFunction, adopt_result, logged_metrics, recording, step_child
 from ..store import ExperimentStore
+from ..store.claims import Claim
 from ..tracking.changes import environment_digest
 from ..tracking.seeding import seed_everything, seed_from_key
 
@@ -87,12 +91,15 @@ def merge_tags(store: ExperimentStore, key: str, tags: set[str], runner: str) ->
 def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, ...]:
     """The stored states an emitted workflow will reuse, as a run's CACHED events: each
     given the tags the plan adds now, as a run gives them (the workflow leaves stored
-    states alone), so that emitting can warn about their code and seeds as a run does."""
-    return tuple(
-        _cached(store, planned, EMITTED, "snakemake", step_label(planned, plan.state_class))
-        for planned in plan.states.values()
-        if store.is_done(planned.key)
-    )
+    states alone), so that emitting can warn about their code and seeds as a run does.
+    A state whose record is damaged is left out: a job computes it again."""
+    events = []
+    for planned in plan.states.values():
+        if store.is_done(planned.key):
+            label = step_label(planned, plan.state_class)
+            with contextlib.suppress(CorruptStateError):
+                events.append(_cached(store, planned, EMITTED, "snakemake", label))
+    return tuple(events)
 
 
 def _cached(
@@ -170,15 +177,18 @@ def _check_code_version(planned: PlannedState) -> None:
 
 
 def initial_state(
-    store: ExperimentStore, planned: PlannedState, state_class: type[ExperimentState]
+    store: ExperimentStore,
+    planned: PlannedState,
+    state_class: type[ExperimentState],
+    load_parent: Callable[[str], ExperimentState] | None = None,
 ) -> ExperimentState:
-    """The state before its step runs: the root's properties, or a copy of the parent."""
+    """The state before its step runs: the root's properties, or a copy of the parent
+    (loaded by ``load_parent(key)``; default: as stored, damage raising)."""
     if planned.recipe is None or planned.parent_key is None:
         return state_class.new_root(planned.root_properties or {}, planned.key, store)
     _check_code_version(planned)
-    return step_child(
-        load_state(store, planned.parent_key, state_class), planned.recipe, planned.key
-    )
+    load_parent = load_parent or functools.partial(load_state, store, state_class=state_class)
+    return step_child(load_parent(planned.parent_key), planned.recipe, planned.key)
 
 
 _STEP = threading.local()
@@ -214,6 +224,36 @@ def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> Experi
     return adopt_result(result, state, planned.key, planned.recipe)
 
 
+class PlanLookup:
+    """The planned states of a run, by key: what a step needs to compute again a stored
+    ancestor it finds damaged. Within one process it is the plan itself; pickled for a
+    worker process, it is the path of a file the runner wrote, read there only if a
+    step needs it (so a task ships a path, not the plan)."""
+
+    def __init__(self, states: Mapping[str, PlannedState], path: Path | None = None) -> None:
+        self.path = path
+        self._states: Mapping[str, PlannedState] | None = states
+
+    def get(self, key: str) -> PlannedState | None:
+        if self._states is None:
+            self._states = _read_plan_file(str(self.path))
+        return self._states.get(key)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_states": None if self.path else self._states}
+
+
+@functools.cache
+def _read_plan_file(path: str) -> Mapping[str, PlannedState]:
+    with open(path, "rb") as file:
+        states: Mapping[str, PlannedState] = cloudpickle.load(file)
+    return states
+
+
+# (key, what was damaged): a stored state found damaged and computed again.
+Repair = tuple[str, str]
+
+
 @dataclasses.dataclass(frozen=True)
 class StepContext:
     """What every step of one run shares, shipped with each step to its worker."""
@@ -224,6 +264,56 @@ class StepContext:
     runner: str  # recorded with each state: "dask", "snakemake", "slurm:<job id>"
     global_seed: int | None = None  # the run's own seed, if the user gave one
     durable: bool = False  # flush each state to the disk before it counts as done
+    lineage: PlanLookup | None = None  # None: a damaged ancestor fails the step
+
+
+@contextlib.contextmanager
+def _holding(claim: Claim) -> Iterator[None]:
+    """Hold ``claim`` inside the block. Stopped by a signal (a SLURM time limit) or an
+    interrupt, the claim stays, so that the interruption is found and recorded afterwards."""
+    try:
+        yield
+    except Exception:
+        claim.release()
+        raise
+    except BaseException:
+        claim.abandon()
+        raise
+    claim.release()
+
+
+def load_checked(
+    context: StepContext, store: ExperimentStore, key: str, repairs: list[Repair]
+) -> ExperimentState:
+    """The stored state ``key``, payload loaded and checked. Found damaged, it is
+    computed again under its claim (its own parent loaded the same way) and noted in
+    ``repairs``, if the plan says how; else its CorruptStateError is raised. Found gone
+    (another worker is computing it again), it is waited for under its claim."""
+    try:
+        return load_state(store, key, context.state_class)
+    except (CorruptStateError, StateNotComputedError):
+        planned = context.lineage.get(key) if context.lineage is not None else None
+        if planned is None:
+            raise
+    damage: CorruptStateError | None = None
+    with _holding(store.claim(key, worker_description(context.runner))):
+        try:
+            return load_state(store, key, context.state_class)  # repaired meanwhile
+        except CorruptStateError as error:
+            damage = error
+            store.remove_damaged_state(error)
+        except StateNotComputedError:
+            pass  # removed by a worker that found it damaged, then failed to compute it
+        event = _compute(context, dataclasses.replace(planned, functions=[]), store)
+    if event.kind is EventKind.FAILED:
+        raise CorruptStateError(
+            f"{damage or f'State {key} is not stored.'} Computing it again failed:\n"
+            f"{event.traceback}"
+        ) from event.error
+    repairs.extend(event.repaired)
+    if damage is not None:
+        repairs.append((key, damage.detail or str(damage)))
+    return load_state(store, key, context.state_class)
 
 
 def compute_state(
@@ -232,35 +322,49 @@ def compute_state(
     """Compute and store one state unless it is stored already or its parent failed.
 
     The state is claimed first: while another worker computes it, this one waits, then
-    reuses what that worker stored (or tries itself, if that worker failed)."""
+    reuses what that worker stored (or tries itself, if that worker failed). A stored
+    state that a cheap look (:meth:`ExperimentStore.damage`) finds damaged is removed
+    under the claim and computed again; its event says so (``repaired``)."""
     label = step_label(planned, context.state_class)
     if parent_event is not None and parent_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(context.run_id, planned.key, EventKind.SKIPPED, label)
     store = ExperimentStore(context.store_directory, context.durable)
-    if planned.stored and not store.is_done(planned.key):
-        error = StateNotComputedError(
-            f"State {planned.key[:12]} was stored when its steps were defined and is gone "
-            "now (removed by gc?); restore the experiment again, or define it anew."
-        )
-        return RunEvent(
-            context.run_id, planned.key, EventKind.FAILED, label, 0.0, error, str(error)
-        )
-    if not store.is_done(planned.key):
-        try:
-            claim = store.claim(planned.key, worker_description(context.runner))
-        except OSError as error:  # running/ cannot be written (a full disk): this state fails
-            return _unwritable(context.run_id, planned.key, EventKind.FAILED, label, 0.0, error)
-        try:
-            event = None if store.is_done(planned.key) else _compute(context, planned, store)
-        except BaseException:
-            # Stopped by a signal (a SLURM time limit) or an interrupt: the claim stays,
-            # so that the interruption is found and recorded afterwards.
-            claim.abandon()
-            raise
-        claim.release()
-        if event is not None:
-            return event
-    return _cached(store, planned, context.run_id, context.runner, label)
+    if planned.stored:
+        return _stored_only(context, planned, store, label)
+    if store.is_done(planned.key) and store.payload_damage(planned.key) is None:
+        with contextlib.suppress(CorruptStateError):  # its record: see below, under the claim
+            return _cached(store, planned, context.run_id, context.runner, label)
+    try:
+        claim = store.claim(planned.key, worker_description(context.runner))
+    except OSError as error:  # running/ cannot be written (a full disk): this state fails
+        return _unwritable(context.run_id, planned.key, EventKind.FAILED, label, 0.0, error)
+    with _holding(claim):
+        damage = store.damage(planned.key)  # None also when not stored
+        if damage is not None:  # still, under the claim: then compute it again
+            store.remove_damaged_state(damage)
+        event = None if store.is_done(planned.key) else _compute(context, planned, store)
+    if event is None:  # stored meanwhile by the worker that held the claim
+        return _cached(store, planned, context.run_id, context.runner, label)
+    if damage is not None:
+        repair = (planned.key, damage.detail or str(damage))
+        return dataclasses.replace(event, repaired=(*event.repaired, repair))
+    return event
+
+
+def _stored_only(
+    context: StepContext, planned: PlannedState, store: ExperimentStore, label: str
+) -> RunEvent:
+    """A state the plan knows only by its key (``to_promise()`` on a stored state): it
+    is reused, never computed, since the plan holds no step that makes it."""
+    damage = store.damage(planned.key)
+    if store.is_done(planned.key) and damage is None:
+        return _cached(store, planned, context.run_id, context.runner, label)
+    problem = "is gone now (removed by gc?)" if damage is None else f"is damaged: {damage}"
+    error = StateNotComputedError(
+        f"State {planned.key[:12]} was stored when its steps were defined and {problem}. "
+        "Run the script that defines it with its recipes, so that it is computed again."
+    )
+    return RunEvent(context.run_id, planned.key, EventKind.FAILED, label, 0.0, error, str(error))
 
 
 def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore) -> RunEvent:
@@ -278,9 +382,12 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
     }
     start = time.perf_counter()
     state = None
+    repairs: list[Repair] = []
     try:
         details["environment"] = environment_digest(store.directory)
-        state = initial_state(store, planned, state_class)
+        state = initial_state(
+            store, planned, state_class, lambda key: load_checked(context, store, key, repairs)
+        )
         state = run_step(planned, state, seed)
         state.tags = sorted(planned.tags)
         details.update(finished=_now(), duration_s=time.perf_counter() - start)
@@ -297,9 +404,17 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
             record = dataclasses.replace(record, metrics=logged_metrics(state))
         text += _record_or_explain(lambda: store.write_failure(record))
         return RunEvent(
-            run_id, planned.key, EventKind.FAILED, label, duration, _portable(error), text
+            run_id,
+            planned.key,
+            EventKind.FAILED,
+            label,
+            duration,
+            _portable(error),
+            text,
+            repaired=tuple(repairs),
         )
-    return RunEvent(run_id, planned.key, EventKind.RAN, label, details["duration_s"])
+    duration = details["duration_s"]
+    return RunEvent(run_id, planned.key, EventKind.RAN, label, duration, repaired=tuple(repairs))
 
 
 def failure_record(
@@ -342,8 +457,9 @@ def apply_function(
     evaluation = {"key": key, "function": function.name, "run_id": run_id, "started": _now()}
     start = time.perf_counter()
     state = None
+    repairs: list[Repair] = []
     try:
-        state = load_state(store, key, context.state_class)
+        state = load_checked(context, store, key, repairs)
         seed_everything(seed_from_key(key, context.global_seed))
         with _running_step(state):
             returned = function.op(state)
@@ -362,6 +478,7 @@ def apply_function(
             duration,
             _portable(error),
             text,
+            repaired=tuple(repairs),
         )
     duration = time.perf_counter() - start
     try:
@@ -369,7 +486,9 @@ def apply_function(
     except OSError as error:  # its metrics cannot be kept (a full disk): the call fails
         kind = EventKind.FUNCTION_FAILED
         return _unwritable(run_id, key, kind, repr(function), duration, error)
-    return RunEvent(run_id, key, EventKind.FUNCTION_RAN, repr(function), duration)
+    return RunEvent(
+        run_id, key, EventKind.FUNCTION_RAN, repr(function), duration, repaired=tuple(repairs)
+    )
 
 
 def _write_evaluation(

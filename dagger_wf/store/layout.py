@@ -9,6 +9,7 @@ Layout::
     blobs/<sha256>           large arrays and tensors, by content: stored once, shared
     failures/<key>/<time>.json  metadata of each failed attempt, with its traceback
     running/<key>.json       who is computing the state now (gone once it is stored)
+    running/<run>.plan       the plan of a run whose workers are other processes (gone after it)
     evaluations/<key>/<time>.json  each run of a Function on the state: status, metrics
     code/<digest>.json       code snapshots, by content
     environments/<digest>.json  environment snapshots, by content
@@ -35,6 +36,11 @@ SNAPSHOT_KINDS = (CODE, ENVIRONMENTS)
 def record_name(key: str) -> str:
     """Where a computed state's metadata lives, relative to the directory."""
     return f"{STATES}/{key}.json"
+
+
+def run_plan_name(run_id: str) -> str:
+    """Where a run whose steps run in other processes keeps its plan while it runs."""
+    return f"{RUNNING}/{run_id}.plan"
 
 
 def payload_name(key: str) -> str:

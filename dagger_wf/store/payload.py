@@ -9,9 +9,10 @@ Buffers of at least ``BLOB_THRESHOLD`` bytes go to a content-addressed blob dire
 (``<sha256[:2]>/<sha256>``), written once however many states hold them: a dataset that
 every state inherits unchanged is stored once, not once per state.
 
-File layout: ``MAGIC``; a header (pickle length, buffer count, then per buffer its length
-and, for a blob, its digest); the cloudpickle stream; the small buffers, 64-byte aligned.
-Loading unpickles: open only stores you trust.
+The file layout, and the checks of it, are in :mod:`.payload_format`: every section and
+every blob carries a crc32 that is checked on load, so damage is a named
+:class:`CorruptStateError`, never a silently wrong value. Loading unpickles: open only
+stores you trust.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import os
 import pickle
 import struct
 import sys
@@ -30,13 +30,22 @@ import cloudpickle
 
 from ..errors import CorruptStateError, UnpicklablePayloadError
 from .atomic import atomic_write, refresh, sync_file
+from .payload_format import (
+    INLINE,
+    MAGIC,
+    Damage,
+    Section,
+    blob_path,
+    check_structure,
+    checked_sections,
+    checksum,
+    pack_header,
+    padding,
+    read_header,
+    read_whole,
+)
 
-MAGIC = b"DWFPAYL2"
 BLOB_THRESHOLD = 64 * 1024
-_ALIGNMENT = 64
-_COUNTS = struct.Struct("<QQ")
-_BUFFER = struct.Struct("<Q32s")  # length, sha256 digest (all zero: stored inline)
-_INLINE = bytes(32)
 
 
 class _PayloadPickler(cloudpickle.CloudPickler):
@@ -76,19 +85,10 @@ def _tensor_from_array(array: Any) -> Any:
     return torch.from_numpy(array)
 
 
-def _padding(offset: int) -> int:
-    return -offset % _ALIGNMENT
-
-
-def blob_path(blob_directory: Path, digest: bytes) -> Path:
-    name = digest.hex()
-    return blob_directory / name[:2] / name
-
-
 def _store_blob(blob_directory: Path, raw: memoryview, durable: bool) -> bytes:
     digest = hashlib.sha256(raw).digest()
     path = blob_path(blob_directory, digest)
-    if not refresh(path):
+    if not refresh(path) or path.stat().st_size != raw.nbytes:  # a cut blob is replaced
         atomic_write(path, lambda file: file.write(raw), durable)
     elif durable:  # stored by a writer that may not have flushed it
         sync_file(path)
@@ -138,94 +138,78 @@ def write_payload(path: Path, payload: Any, blob_directory: Path, durable: bool 
         raise _unpicklable(path.stem, payload, error) from error
     raws = [buffer.raw() for buffer in buffers]
     stored = [
-        (
-            raw,
-            _store_blob(blob_directory, raw, durable) if raw.nbytes >= BLOB_THRESHOLD else _INLINE,
+        Section(
+            raw.nbytes,
+            _store_blob(blob_directory, raw, durable) if raw.nbytes >= BLOB_THRESHOLD else INLINE,
+            checksum(raw),
         )
         for raw in raws
     ]
-    header = MAGIC + _COUNTS.pack(stream.getbuffer().nbytes, len(stored))
-    header += b"".join(_BUFFER.pack(raw.nbytes, digest) for raw, digest in stored)
-    inline = [raw for raw, digest in stored if digest == _INLINE]
-    sections: list[bytes | memoryview] = [header, stream.getbuffer(), *inline]
+    pickled = stream.getbuffer()
+    header = pack_header([Section(pickled.nbytes, INLINE, checksum(pickled)), *stored])
+    inline = [raw for raw, section in zip(raws, stored, strict=True) if not section.is_blob]
+    sections: list[bytes | memoryview] = [header, pickled, *inline]
 
     def write_sections(file: IO[bytes]) -> None:
         offset = 0
         for section in sections:
-            file.write(b"\0" * _padding(offset))
-            offset += _padding(offset)
+            file.write(b"\0" * padding(offset))
+            offset += padding(offset)
             file.write(section)
             offset += memoryview(section).nbytes
 
     atomic_write(path, write_sections, durable)
-    blob_bytes = sum(raw.nbytes for raw, digest in stored if digest != _INLINE)
+    blob_bytes = sum(section.length for section in stored if section.is_blob)
     return path.stat().st_size + blob_bytes
 
 
 def read_payload(path: Path, blob_directory: Path) -> Any:
-    """Load a payload written by :func:`write_payload`; arrays are views, not copies."""
-    view = memoryview(_read_whole(path))
+    """Load a payload written by :func:`write_payload`, every section and blob checked;
+    arrays are views, not copies. Damage is a :class:`CorruptStateError` naming the state
+    (the file's name) and what is damaged."""
     try:
-        sections = _sections(view, blob_directory)
+        view = memoryview(read_whole(path))
+        sections = checked_sections(view, blob_directory)
+    except Damage as damage:
+        raise damaged_payload(path, str(damage), damage.blob) from damage
+    except OSError as error:
+        raise damaged_payload(path, f"it cannot be read ({error})") from error
+    try:
         return pickle.loads(sections[0], buffers=sections[1:])
-    except (pickle.UnpicklingError, EOFError, struct.error, ValueError, OSError) as error:
-        raise CorruptStateError(
-            f"Payload file {path} is corrupt or truncated ({error}). Delete it (and the "
-            "state's metadata file) and run the experiment again to recompute that state."
-        ) from error
+    except (pickle.UnpicklingError, EOFError, struct.error, ValueError) as error:
+        if bytes(view[: len(MAGIC)]) == MAGIC:
+            raise  # its bytes passed their checksums: not damage, so not to be removed
+        raise damaged_payload(path, f"it cannot be unpickled ({error})") from error
 
 
-def _read_whole(path: Path) -> bytearray:
-    with open(path, "rb") as file:
-        data = bytearray(os.fstat(file.fileno()).st_size)
-        file.readinto(data)
-    return data
+def damaged_payload(path: Path, reason: str, blob: Path | None = None) -> CorruptStateError:
+    """The error for a damaged payload file (or blob of it), saying how to recover."""
+    key = path.name.removesuffix(".payload")
+    store = path.parent.parent
+    detail = f"the payload of state {key} ({path}) is damaged: {reason}"
+    error = CorruptStateError(
+        f"{detail[0].upper()}{detail[1:]}. Run the experiment again to recompute that state, "
+        f"or remove the damaged states with `dagger-wf verify {store} --repair`."
+    )
+    error.key, error.blob, error.detail = key, blob, detail
+    return error
 
 
-def _header(view: memoryview) -> tuple[list[tuple[int, bytes]], int]:
-    """The (length, digest) of the pickle and of each buffer, and where the header ends."""
-    if bytes(view[: len(MAGIC)]) != MAGIC:
-        raise ValueError("it does not start with the dagger_wf payload marker")
-    offset = len(MAGIC)
-    pickle_length, buffer_count = _COUNTS.unpack_from(view, offset)
-    offset += _COUNTS.size
-    entries = [(pickle_length, _INLINE)]
-    for _ in range(buffer_count):
-        entries.append(_BUFFER.unpack_from(view, offset))
-        offset += _BUFFER.size
-    return entries, offset
+def payload_damage(path: Path, blob_directory: Path) -> CorruptStateError | None:
+    """What a cheap look finds wrong with a payload file (its header, its length, the
+    existence and length of its blobs; no data read), or None."""
+    try:
+        check_structure(path, blob_directory)
+    except Damage as damage:
+        return damaged_payload(path, str(damage), damage.blob)
+    except FileNotFoundError:
+        return damaged_payload(path, "it is missing")
+    except OSError as error:
+        return damaged_payload(path, f"it cannot be read ({error})")
+    return None
 
 
 def blob_digests(path: Path) -> set[bytes]:
     """The blobs a payload file refers to (read from its header only)."""
-    with open(path, "rb") as file:
-        head = file.read(len(MAGIC) + _COUNTS.size)
-        buffer_count = _COUNTS.unpack_from(head, len(MAGIC))[1]  # struct.error if cut short
-        view = memoryview(head + file.read(buffer_count * _BUFFER.size))
-    entries, _ = _header(view)
-    return {digest for _, digest in entries if digest != _INLINE}
-
-
-def _sections(view: memoryview, blob_directory: Path) -> list[memoryview]:
-    entries, offset = _header(view)
-    sections = []
-    for length, digest in entries:
-        if digest != _INLINE:
-            sections.append(_blob_section(blob_directory, digest, length))
-            continue
-        offset += _padding(offset)
-        if offset + length > view.nbytes:
-            raise ValueError(f"it ends {offset + length - view.nbytes} bytes early")
-        sections.append(view[offset : offset + length])
-        offset += length
-    return sections
-
-
-def _blob_section(blob_directory: Path, digest: bytes, length: int) -> memoryview:
-    path = blob_path(blob_directory, digest)
-    if not path.is_file():
-        raise ValueError(f"its blob {path} is missing")
-    data = _read_whole(path)
-    if len(data) != length:
-        raise ValueError(f"its blob {path} holds {len(data)} bytes, not {length}")
-    return memoryview(data)
+    header, _ = read_header(path)
+    return {section.digest for section in header.sections if section.is_blob}

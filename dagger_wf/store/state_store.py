@@ -4,7 +4,9 @@ Where each file lives is spelled in :mod:`dagger_wf.store.layout`.
 
 A state counts as computed exactly when ``states/<key>.json`` and its payload exist. The
 payload is written first, both atomically, so a run killed at any moment leaves either a whole
-state or none, and the next run recomputes only what did not finish.
+state or none, and the next run recomputes only what did not finish. What a disk or a hand
+damages later is found by a run (:meth:`ExperimentStore.damage` before reusing a state, the
+checksums when loading one) or by :mod:`.verify`, and the state is computed again.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..records import StateRecord, Status
 from . import layout
 from .atomic import atomic_write_json, naming_failed_write
 from .claims import Claim, claim, read_claim
-from .payload import read_payload, write_payload
+from .payload import payload_damage, read_payload, write_payload
 
 EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
 
@@ -150,10 +152,36 @@ class ExperimentStore:
     # ------------------------------------------------------------ states
 
     def is_done(self, key: str) -> bool:
-        """Computed and whole: the metadata (written last) and the payload both exist.
-
-        A payload deleted by hand therefore makes its state pending again."""
+        """Computed: the metadata (written last) and the payload both exist. Whether they
+        are whole is :meth:`damage`'s question (a run asks both)."""
         return self.record_path(key).is_file() and self.payload_path(key).is_file()
+
+    def damage(self, key: str) -> CorruptStateError | None:
+        """What a cheap look finds wrong with the stored state ``key`` (its record does
+        not parse; its payload's header, length, or a blob's existence or length is
+        wrong), or None. No data is read: a changed byte is found when it is loaded."""
+        try:
+            _record_from_file(self.record_path(key), key)
+        except CorruptStateError as error:
+            return error
+        except FileNotFoundError:
+            return None  # not stored (or removed meanwhile): nothing to repair
+        return self.payload_damage(key)
+
+    def payload_damage(self, key: str) -> CorruptStateError | None:
+        """:meth:`damage`, the payload's part only (for a caller that reads the record)."""
+        return payload_damage(self.payload_path(key), self.blob_directory)
+
+    def remove_damaged_state(self, damage: CorruptStateError) -> None:
+        """Remove the damaged state ``damage.key`` so that it counts as not computed: its
+        record first (the done mark), then its payload, and the damaged blob, which a
+        rewrite would otherwise reuse by name. Call it holding the state's claim."""
+        if damage.key is None:
+            raise ValueError("only the damage of a known state can be removed")
+        self.record_path(damage.key).unlink(missing_ok=True)
+        self.payload_path(damage.key).unlink(missing_ok=True)
+        if damage.blob is not None:
+            damage.blob.unlink(missing_ok=True)
 
     def stored_keys(self) -> set[str]:
         """The keys :meth:`is_done` holds for, from two directory listings: for asking
@@ -174,6 +202,9 @@ class ExperimentStore:
 
     def running_path(self, key: str) -> Path:
         return self.directory / layout.RUNNING / f"{key}.json"
+
+    def run_plan_path(self, run_id: str) -> Path:
+        return self.directory / layout.run_plan_name(run_id)
 
     def claim(self, key: str, worker: dict[str, Any]) -> Claim:
         """Claim ``key`` for ``worker`` (see :mod:`.claims`), waiting while another live
@@ -230,7 +261,7 @@ class ExperimentStore:
                 f"State {key[:12]} has not been computed in {self.directory}; run the "
                 "experiment first (exp.run())."
             )
-        return _record_from_file(path)
+        return _record_from_file(path, key)
 
     def load_payload(self, key: str) -> dict[str, Any]:
         path = self.payload_path(key)
@@ -245,9 +276,9 @@ class ExperimentStore:
         """Every state's latest record (done beats failed); a corrupt file yields its error."""
         done = self.done_keys()
         for key in done:
-            yield _record_or_error(self.record_path(key))
+            yield _record_or_error(self.record_path(key), key)
         for key in sorted(self.failed_keys() - set(done)):
-            yield _record_or_error(self.failure_paths(key)[-1])
+            yield _record_or_error(self.failure_paths(key)[-1], key)
 
     def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
         moment = document["started"].replace(":", "").replace("-", "")
@@ -300,19 +331,24 @@ def _read_json(path: Path) -> Any:
         ) from error
 
 
-def _record_from_file(path: Path) -> StateRecord:
-    document = _read_json(path)
+def _record_from_file(path: Path, key: str | None = None) -> StateRecord:
+    """The record in ``path``; a CorruptStateError (naming ``key``) if it is damaged."""
     try:
-        return StateRecord.from_json(document)
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
-        raise CorruptStateError(
-            f"{path} is not a dagger_wf state record (missing or wrong field: {error}). "
-            "Delete it and run the experiment again to recompute that state."
-        ) from error
+        document = _read_json(path)
+        try:
+            return StateRecord.from_json(document)
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise CorruptStateError(
+                f"{path} is not a dagger_wf state record (missing or wrong field: {error}). "
+                "Delete it and run the experiment again to recompute that state."
+            ) from error
+    except CorruptStateError as error:
+        error.key = key
+        raise
 
 
-def _record_or_error(path: Path) -> StateRecord | CorruptStateError:
+def _record_or_error(path: Path, key: str | None = None) -> StateRecord | CorruptStateError:
     try:
-        return _record_from_file(path)
+        return _record_from_file(path, key)
     except CorruptStateError as error:
         return error

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import (
     CodeChangedWarning,
+    CorruptStateWarning,
     DaggerError,
     EnvironmentChangedWarning,
     SeedMismatchWarning,
@@ -68,6 +69,18 @@ def warn_about_changes(report: RunReport, plan: Plan, directory: Path) -> None:
         if stored != current:
             _warn(directory, kind, stored, current)
     _warn_about_seeds(report, plan)
+    warn_about_repairs(report.repaired)
+
+
+def warn_about_repairs(repaired: dict[str, str]) -> None:
+    """A warning for each stored state a run found damaged and computed again: the
+    process that computed it may have been a worker, so the run's process says it."""
+    for key, damage in sorted(repaired.items()):
+        warnings.warn(
+            f"State {key} was damaged and has been computed again: {damage}",
+            CorruptStateWarning,
+            stacklevel=4,
+        )
 
 
 def _warn_about_seeds(report: RunReport, plan: Plan) -> None:
