@@ -237,7 +237,7 @@ class Experiment:
     @contextlib.contextmanager
     def _taking_turns(self, action: str) -> Iterator[None]:
         """Run, emit or compute after this experiment's other threads have: one at a time."""
-        from .runners.transition import step_running
+        from .runners.step import step_running
 
         if step_running():
             raise NestedRunError(

@@ -18,7 +18,7 @@ from ..state import ExperimentState
 from ..store import ExperimentStore
 from ..store.payload import payload_bytes
 from ..tracking.seeding import seed_from_key
-from .transition import initial_state, run_step
+from .step import initial_state, run_step
 
 
 @dataclasses.dataclass(frozen=True)
