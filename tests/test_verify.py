@@ -361,3 +361,21 @@ def test_a_version_2_payload_still_loads_and_its_blobs_are_checked_by_sha256(tmp
     flip_byte(blob, 500)
     with pytest.raises(dg.CorruptStateError, match="sha256"):
         read_payload(tmp_path / "old.payload", tmp_path / "blobs")
+
+
+def test_a_restored_state_extended_and_then_damaged_fails_its_children_naming_it(
+    experiment_dir,
+):
+    from trees import Prune, State, Train
+
+    exp = dg.Experiment(experiment_dir, State)
+    Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    exp.run()
+    restored = dg.Experiment.restore(experiment_dir)
+    (trained,) = restored.root.children
+    pruned = Prune("magnitude", 0.5)(trained.to_promise())
+    _truncate(_payload(experiment_dir, trained.sha()))
+    # The restored experiment knows the state by its key only: it cannot compute it again.
+    with pytest.raises(dg.StateNotComputedError, match=f"{trained.sha()[:12]}.*damaged"):
+        restored.run()
+    assert restored.last_run.skipped == {pruned.key}
