@@ -44,22 +44,14 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], durable: bool
         Path(temporary).unlink(missing_ok=True)
         raise
     if durable:
-        sync_directory(path.parent)
+        sync(path.parent)
         if new_directory:
-            sync_directory(path.parent.parent)
+            sync(path.parent.parent)
 
 
-def sync_directory(directory: Path) -> None:
-    """Flush a directory's entries to the disk: the names of files just moved into it."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def sync_file(path: Path) -> None:
-    """Flush a file written earlier (perhaps by a process that did not) to the disk."""
+def sync(path: Path) -> None:
+    """Flush to the disk a file written earlier (perhaps by a process that did not), or a
+    directory's entries: the names of files just moved into it."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

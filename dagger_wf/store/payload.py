@@ -29,7 +29,7 @@ from typing import IO, Any
 import cloudpickle
 
 from ..errors import CorruptStateError, UnpicklablePayloadError
-from .atomic import atomic_write, refresh, sync_file
+from .atomic import atomic_write, refresh, sync
 from .payload_format import (
     INLINE,
     MAGIC,
@@ -91,7 +91,7 @@ def _store_blob(blob_directory: Path, raw: memoryview, durable: bool) -> bytes:
     if not refresh(path) or path.stat().st_size != raw.nbytes:  # a cut blob is replaced
         atomic_write(path, lambda file: file.write(raw), durable)
     elif durable:  # stored by a writer that may not have flushed it
-        sync_file(path)
+        sync(path)
     return digest
 
 
