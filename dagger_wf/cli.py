@@ -95,7 +95,7 @@ def _store(directory: str) -> ExperimentStore:
 def _history(arguments: argparse.Namespace) -> int:
     from .tracking.history import history_frame
 
-    frame = history_frame(_store(arguments.directory))
+    frame = history_frame(_store(arguments.directory), include_superseded=arguments.superseded)
     if arguments.csv:
         frame.to_csv(sys.stdout, index=False)
     else:
@@ -138,14 +138,15 @@ def _gc(arguments: argparse.Namespace) -> int:
     from .store.gc import find_garbage, remove_garbage
 
     store = _store(arguments.directory)
-    garbage = find_garbage(store)
+    garbage = find_garbage(store, superseded=arguments.superseded)
     verb = "would remove" if arguments.dry_run else "removed"
     sizes = garbage.sizes()
     files = garbage.files if arguments.dry_run else remove_garbage(garbage)
     for path in files:
         print(f"{verb} {path}")
+    kind = "superseded or unreachable" if arguments.superseded else "unreachable"
     print(
-        f"{verb} {len(garbage.states)} unreachable state(s) and "
+        f"{verb} {len(garbage.states)} {kind} state(s) and "
         f"{len(files)} file(s), {sum(sizes[path] for path in files) / 1e6:.1f} MB"
     )
     return EXIT_OK
@@ -217,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("directory", help="the experiment directory")
     history.add_argument("--csv", action="store_true", help="CSV on standard output")
     history.add_argument("--columns", help="comma-separated columns to show")
+    history.add_argument(
+        "--superseded",
+        action="store_true",
+        help="also the states outside the current tree (column current: False)",
+    )
 
     show = add("show", _show, "one state: parameters, metrics, code, environment, error")
     show.add_argument("directory")
@@ -230,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     gc = add("gc", _gc, "remove states no root reaches, unused blobs and snapshots")
     gc.add_argument("directory")
     gc.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    gc.add_argument(
+        "--superseded",
+        action="store_true",
+        help="also remove the states outside the current tree (that the latest runs "
+        "of the scripts no longer define); see the list with --dry-run first",
+    )
 
     verify = add(
         "verify",

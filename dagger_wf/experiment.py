@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -320,16 +321,23 @@ class Experiment:
         state = self.defined_state(key)
         with self._taking_turns("compute"):
             settings = RunSettings(scheduler=scheduler, seed=self.plan.seed)
-            report = self._run_plan(self.plan.lineage(key), settings)
+            lineage = self.plan.lineage(key)  # computed, not defined: the tree is unchanged
+            report = self._run_plan(lineage, settings, defines=False)
             warn_about_repairs(report.repaired)
             report.raise_first_failure()
         state.restore()
         return state
 
     def _run_plan(
-        self, plan: Plan, settings: RunSettings, client: Any = None, progress: bool | None = None
+        self,
+        plan: Plan,
+        settings: RunSettings,
+        client: Any = None,
+        progress: bool | None = None,
+        defines: bool = True,
     ) -> RunReport:
-        """Run ``plan`` with the runner the settings name."""
+        """Run ``plan`` with the runner the settings name; ``defines``: ``plan`` is the
+        whole tree this experiment defines now, its part of the current tree."""
         from .runners import get_runner
         from .tracking.changes import snapshot_plan_code
 
@@ -337,8 +345,18 @@ class Experiment:
         self._spawned_root("emit" if settings.runner == "snakemake" else "run")
         runner = get_runner(settings, client=client, progress=progress)
         self.save()
+        if defines:
+            self._record_definition(plan)
         snapshot_plan_code(plan, self.directory)
         return runner.run(plan, self.store)
+
+    def _record_definition(self, plan: Plan) -> None:
+        """Record that this script now defines ``plan`` from its root (every state, not
+        only those this run computes)."""
+        from .store.definitions import write_definition
+
+        root = self._spawned_root("run")
+        write_definition(self.store, _defining_script(), root.sha(), plan.states)
 
     def save(self) -> None:
         """Record the root and write ``experiment.json``: the state class, the latest
@@ -357,12 +375,13 @@ class Experiment:
 
     # ------------------------------------------------------------ analysis
 
-    def history(self) -> pandas.DataFrame:
-        """A pandas DataFrame, one row per attempt of every stored state (see
-        :meth:`StaticExperimentTree.history`, which also filters by nodes)."""
+    def history(self, include_superseded: bool = False) -> pandas.DataFrame:
+        """A pandas DataFrame, one row per attempt of every state of the current tree, or
+        of every stored state with ``include_superseded=True`` (column ``current`` says
+        which); see :meth:`StaticExperimentTree.history`, which also filters by nodes."""
         from .tracking.history import history_frame
 
-        return history_frame(self.store)
+        return history_frame(self.store, include_superseded=include_superseded)
 
     @classmethod
     def restore(
@@ -370,11 +389,15 @@ class Experiment:
         directory: str | Path,
         state_class: type[ExperimentState] | None = None,
         slim: bool = True,
+        include_superseded: bool = False,
     ) -> Experiment:
         """Reopen a stored experiment for analysis: ``.root`` and ``.graph`` (the tree).
 
         With ``slim=True`` (the default) no payload is read; ``state.restore()`` or
-        ``state.lazy_load()`` loads one state's payload when needed.
+        ``state.lazy_load()`` loads one state's payload when needed. The graph is the
+        current tree: what the latest run of each script defines (see
+        :mod:`dagger_wf.store.definitions`); ``include_superseded=True`` adds every other
+        stored state (their keys are ``graph.superseded`` either way).
         """
         from .analysis import load_tree
 
@@ -382,10 +405,19 @@ class Experiment:
         info = store.read_experiment()
         experiment = cls(directory, state_class or _stored_state_class(info))
         experiment.experiment_arguments = from_json(info.get("experiment_arguments"))
-        experiment.graph = load_tree(store, experiment.state_class, experiment, slim=slim)
+        experiment.graph = load_tree(
+            store, experiment.state_class, experiment, slim, include_superseded
+        )
         root_key = info.get("root")
         experiment.root = experiment.graph.node_map.get(root_key) if root_key else None
         return experiment
+
+
+def _defining_script() -> str:
+    """Who defines a tree, for the current tree: the running script's file name (the same
+    on a laptop and on a cluster's login node), or ``<interactive>``."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return Path(main_file).name if main_file else "<interactive>"
 
 
 def _state_class_description(cls: type[ExperimentState]) -> dict[str, Any]:

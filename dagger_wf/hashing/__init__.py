@@ -15,6 +15,7 @@ from .keys import (
     recipe_code_version,
     root_key,
     root_key_ingredients,
+    slot_key,
 )
 from .source import normalised_code, normalised_source, parse_source, read_source
 
@@ -36,4 +37,5 @@ __all__ = [
     "recipe_code_version",
     "root_key",
     "root_key_ingredients",
+    "slot_key",
 ]

@@ -324,6 +324,15 @@ def child_key(parent_key: str, recipe: RecipeIdentity) -> str:
     return digest("Recipe", *child_key_ingredients(parent_key, recipe).values())
 
 
+def slot_key(parent_key: str, recipe: RecipeIdentity) -> str:
+    """What a child's key has in common with its other code versions: the parent key, the
+    recipe class and its PROPERTIES values, without the code version. Two stored states
+    with one slot key are the same step, edited in between."""
+    ingredients = child_key_ingredients(parent_key, recipe)
+    del ingredients["recipe code version"]
+    return digest("Slot", *ingredients.values())
+
+
 def child_key_ingredients(parent_key: str, recipe: RecipeIdentity) -> dict[str, Encoded]:
     return {
         "parent key": parent_key,

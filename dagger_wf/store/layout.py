@@ -14,6 +14,8 @@ Layout::
     code/<digest>.json       code snapshots, by content
     environments/<digest>.json  environment snapshots, by content
     workflow/                the files of an emitted Snakemake workflow
+    definitions/<digest>.json  the latest tree one script defined from one root (each
+                             run replaces its own file; see dagger_wf.store.definitions)
 
 The names are relative to the directory.
 """
@@ -27,6 +29,7 @@ FAILURES = "failures"
 RUNNING = "running"
 EVALUATIONS = "evaluations"
 WORKFLOW = "workflow"
+DEFINITIONS = "definitions"
 # Content-addressed JSON snapshots (see dagger_wf.store.snapshots), one folder per kind.
 CODE = "code"
 ENVIRONMENTS = "environments"

@@ -1,0 +1,160 @@
+"""The current tree: which stored states the latest definitions define.
+
+Each ``exp.run()`` and each emitted workflow writes the keys of every state its script
+defines from one root to ``definitions/<digest>.json``: one file per script and root,
+replaced whole by that script's next run from that root. No file is read, changed and
+written back, so scripts running at once never lose each other's definitions.
+
+The rule, kept by :func:`current_keys`:
+
+1. A state is *defined* when the latest run of some script defined it. What one script
+   defines replaces what it defined before (an edited recipe, other parameters, a branch
+   dropped); what other scripts define stays.
+2. Of the defined states one parent has with one recipe class and the same properties
+   but different code versions (a shared recipe edited between the runs of two scripts),
+   only the latest defined counts.
+3. The *current* tree is what a root reaches through defined states that rule 2 keeps.
+   Every other stored state is *superseded*: it stays in the store (defining it again
+   makes it current, computing nothing) until ``dagger-wf gc --superseded``.
+
+A store written before definitions existed has none: all its states are defined, and rule
+2 orders code versions by when they were computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..errors import CorruptStateError, CorruptStateWarning, UnhashablePropertyError
+from ..hashing import digest, slot_key
+from ..records import StateRecord
+from . import layout
+from .atomic import atomic_write_json
+from .state_store import ExperimentStore
+
+
+@dataclasses.dataclass(frozen=True)
+class Definition:
+    """What the latest run of ``script`` defined from the root ``root``."""
+
+    script: str
+    root: str
+    keys: frozenset[str]
+    defined_ns: int
+
+
+def definition_path(store: ExperimentStore, script: str, root: str) -> Path:
+    name = digest("Definition", script, root)
+    return store.directory / layout.DEFINITIONS / f"{name}.json"
+
+
+def write_definition(
+    store: ExperimentStore, script: str, root: str, keys: Iterable[str]
+) -> Definition:
+    """Record that ``script`` now defines exactly ``keys`` from ``root`` (replacing what
+    it defined before)."""
+    definition = Definition(script, root, frozenset(keys), time.time_ns())
+    document = {
+        "script": script,
+        "root": root,
+        "defined_ns": definition.defined_ns,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "keys": sorted(definition.keys),
+    }
+    atomic_write_json(definition_path(store, script, root), document, store.durable)
+    return definition
+
+
+def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[CorruptStateError]]:
+    """Every script's latest definition, and the errors of files that cannot be read."""
+    definitions, corrupt = [], []
+    for path in sorted((store.directory / layout.DEFINITIONS).glob("*.json")):
+        try:
+            document = json.loads(path.read_bytes())
+            definitions.append(
+                Definition(
+                    str(document["script"]),
+                    str(document["root"]),
+                    frozenset(document["keys"]),
+                    int(document["defined_ns"]),
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            corrupt.append(
+                CorruptStateError(
+                    f"{path} is not a readable definition ({error}); run the script that "
+                    "defines the tree again to rewrite it (the states are untouched)."
+                )
+            )
+    return definitions, corrupt
+
+
+def current_keys(
+    records: Iterable[StateRecord],
+    root_keys: Sequence[str],
+    definitions: Sequence[Definition],
+) -> set[str]:
+    """The keys of the current tree among ``records`` (one per stored state)."""
+    by_key = {record.key: record for record in records}
+    defined_at: dict[str, int] = {}
+    for definition in definitions:
+        for key in definition.keys:
+            defined_at[key] = max(definition.defined_ns, defined_at.get(key, 0))
+    defined = set(by_key) if not definitions else set(by_key) & set(defined_at)
+    kept = defined - _older_versions([by_key[key] for key in defined], defined_at)
+    children: dict[str | None, list[str]] = {}
+    for key in kept:
+        children.setdefault(by_key[key].parent_key, []).append(key)
+    current: set[str] = set()
+    frontier = [key for key in root_keys if key in kept and by_key[key].parent_key is None]
+    while frontier:
+        key = frontier.pop()
+        if key not in current:
+            current.add(key)
+            frontier += children.get(key, [])
+    return current
+
+
+def _older_versions(records: Sequence[StateRecord], defined_at: dict[str, int]) -> set[str]:
+    """Rule 2: the states another code version of the same step replaced."""
+    by_step: dict[tuple[str, str], list[StateRecord]] = {}
+    for record in records:
+        if record.recipe is not None and record.parent_key is not None:
+            by_step.setdefault((record.parent_key, record.recipe.class_name), []).append(record)
+    older: set[str] = set()
+    for (parent_key, _), siblings in by_step.items():
+        if len({sibling.recipe.code_version for sibling in siblings if sibling.recipe}) < 2:
+            continue  # the common case: no step was edited, nothing to hash
+        versions: dict[str, list[StateRecord]] = {}
+        for sibling in siblings:
+            assert sibling.recipe is not None
+            try:
+                slot = slot_key(parent_key, sibling.recipe)
+            except UnhashablePropertyError:  # a value that no longer loads: its own step
+                slot = sibling.key
+            versions.setdefault(slot, []).append(sibling)
+        for same_step in versions.values():
+            moments = {
+                record.key: (defined_at.get(record.key, 0), record.started or "")
+                for record in same_step
+            }
+            latest = max(moments.values())
+            older |= {key for key, moment in moments.items() if moment < latest}
+    return older
+
+
+def current_keys_of(store: ExperimentStore, records: Iterable[StateRecord]) -> set[str]:
+    """:func:`current_keys` with the store's roots and definitions; a definition file
+    that cannot be read is skipped with a :class:`CorruptStateWarning`."""
+    definitions, corrupt = read_definitions(store)
+    for error in corrupt:
+        warnings.warn(str(error), CorruptStateWarning, stacklevel=3)
+    return current_keys(records, store.root_keys(), definitions)
