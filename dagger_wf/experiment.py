@@ -54,13 +54,24 @@ class Experiment:
     """
 
     def __init__(
-        self, directory: str | Path, state_class: type[ExperimentState], durable: bool = False
+        self,
+        directory: str | Path,
+        state_class: type[ExperimentState],
+        durable: bool = False,
+        definition: str | None = None,
     ) -> None:
         """``durable=True``: every state this experiment stores, whichever runner stores
         it, is flushed to the disk (``fsync``) before it counts as done, so that a power
-        loss cannot leave a done mark over missing bytes. A ``kill -9`` cannot anyway."""
+        loss cannot leave a done mark over missing bytes. A ``kill -9`` cannot anyway.
+
+        ``definition`` names what this object defines, for the current tree (by default
+        the running script's file name): a run replaces what the last run of the same
+        name defined from the same root. Name each of several runs of one script (a
+        sweep started as separate processes, e.g. ``definition=f"lr={lr}"``) to keep all
+        their branches current."""
         self.directory = Path(directory).absolute()
         self.state_class = state_class
+        self.definition = definition or _defining_script()
         if self.directory.exists() and not self.directory.is_dir():
             raise ExperimentPathError(
                 f"{self.directory} is a file, not a directory; give Experiment(...) the "
@@ -351,12 +362,12 @@ class Experiment:
         return runner.run(plan, self.store)
 
     def _record_definition(self, plan: Plan) -> None:
-        """Record that this script now defines ``plan`` from its root (every state, not
-        only those this run computes)."""
+        """Record that this definition now defines ``plan`` from its root (every state,
+        not only those this run computes): its part of the current tree."""
         from .store.definitions import write_definition
 
         root = self._spawned_root("run")
-        write_definition(self.store, _defining_script(), root.sha(), plan.states)
+        write_definition(self.store, self.definition, root.sha(), plan.states)
 
     def save(self) -> None:
         """Record the root and write ``experiment.json``: the state class, the latest

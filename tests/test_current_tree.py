@@ -241,3 +241,22 @@ def test_the_example_rerun_with_other_epochs_analyses_the_new_results_only(tmp_p
     assert rerun.split("wrote")[0] == fresh.split("wrote")[0]
     assert (tmp_path / "rerun" / "tree.svg").read_text().count('<g id="node') == 32
     assert len(dg.Experiment.restore(tmp_path / "rerun").graph.superseded) == 31
+
+
+def test_runs_named_apart_keep_their_branches_and_a_rerun_of_one_name_replaces_its_own(
+    experiment_dir,
+):
+    from trees import State, Train
+
+    def run(definition: str, nb_epochs: int, lr: float) -> str:
+        exp = dg.Experiment(experiment_dir, State, definition=definition)
+        trained = Train(nb_epochs, lr)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+        exp.run()
+        return trained.key
+
+    first, second = run("lr=0.1", 1, 0.1), run("lr=0.01", 1, 0.01)
+    assert set(dg.Experiment.restore(experiment_dir).graph.node_map) > {first, second}
+    longer = run("lr=0.1", 2, 0.1)
+    tree = dg.Experiment.restore(experiment_dir).graph
+    assert {first, second, longer} & set(tree.node_map) == {second, longer}
+    assert tree.superseded == {first}

@@ -1,15 +1,16 @@
 """The current tree: which stored states the latest definitions define.
 
-Each ``exp.run()`` and each emitted workflow writes the keys of every state its script
-defines from one root to ``definitions/<digest>.json``: one file per script and root,
-replaced whole by that script's next run from that root. No file is read, changed and
-written back, so scripts running at once never lose each other's definitions.
+Each ``exp.run()`` and each emitted workflow writes the keys of every state its
+definition (by default the script's file name; ``Experiment(..., definition=name)``)
+defines from one root to ``definitions/<digest>.json``: one file per definition and root,
+replaced whole by the next run of that definition from that root. No file is read,
+changed and written back, so scripts running at once never lose each other's.
 
 The rule, kept by :func:`current_keys`:
 
-1. A state is *defined* when the latest run of some script defined it. What one script
+1. A state is *defined* when the latest run of some definition defined it. What a script
    defines replaces what it defined before (an edited recipe, other parameters, a branch
-   dropped); what other scripts define stays.
+   dropped); what other scripts (other definitions) define stays.
 2. Of the defined states one parent has with one recipe class and the same properties
    but different code versions (a shared recipe edited between the runs of two scripts),
    only the latest defined counts.
@@ -42,46 +43,45 @@ from .state_store import ExperimentStore
 
 @dataclasses.dataclass(frozen=True)
 class Definition:
-    """What the latest run of ``script`` defined from the root ``root``."""
+    """What the latest run of the definition ``name`` defined from the root ``root``."""
 
-    script: str
+    name: str
     root: str
     keys: frozenset[str]
     defined_ns: int
 
 
-def definition_path(store: ExperimentStore, script: str, root: str) -> Path:
-    name = digest("Definition", script, root)
-    return store.directory / layout.DEFINITIONS / f"{name}.json"
+def definition_path(store: ExperimentStore, name: str, root: str) -> Path:
+    return store.directory / layout.DEFINITIONS / f"{digest('Definition', name, root)}.json"
 
 
 def write_definition(
-    store: ExperimentStore, script: str, root: str, keys: Iterable[str]
+    store: ExperimentStore, name: str, root: str, keys: Iterable[str]
 ) -> Definition:
-    """Record that ``script`` now defines exactly ``keys`` from ``root`` (replacing what
-    it defined before)."""
-    definition = Definition(script, root, frozenset(keys), time.time_ns())
+    """Record that the definition ``name`` now defines exactly ``keys`` from ``root``
+    (replacing what it defined before)."""
+    definition = Definition(name, root, frozenset(keys), time.time_ns())
     document = {
-        "script": script,
+        "name": name,
         "root": root,
         "defined_ns": definition.defined_ns,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "keys": sorted(definition.keys),
     }
-    atomic_write_json(definition_path(store, script, root), document, store.durable)
+    atomic_write_json(definition_path(store, name, root), document, store.durable)
     return definition
 
 
 def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[CorruptStateError]]:
-    """Every script's latest definition, and the errors of files that cannot be read."""
+    """Every definition's latest run, and the errors of files that cannot be read."""
     definitions, corrupt = [], []
     for path in sorted((store.directory / layout.DEFINITIONS).glob("*.json")):
         try:
             document = json.loads(path.read_bytes())
             definitions.append(
                 Definition(
-                    str(document["script"]),
+                    str(document["name"]),
                     str(document["root"]),
                     frozenset(document["keys"]),
                     int(document["defined_ns"]),
