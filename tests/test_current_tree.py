@@ -5,6 +5,7 @@ stored until ``gc --superseded``, and reverting the edit brings them back, compu
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 from conftest import TESTS_DIR
+from trees import State, Train
 
 import dagger_wf as dg
+from dagger_wf.store import ExperimentStore
+from dagger_wf.store.gc import find_garbage, remove_garbage
 
 ROOT = Path(__file__).parent.parent
 TRAIN_LINE = "state.weights = [w - self.lr * self.nb_epochs for w in state.weights]"
@@ -246,8 +250,6 @@ def test_the_example_rerun_with_other_epochs_analyses_the_new_results_only(tmp_p
 def test_runs_named_apart_keep_their_branches_and_a_rerun_of_one_name_replaces_its_own(
     experiment_dir,
 ):
-    from trees import State, Train
-
     def run(definition: str, nb_epochs: int, lr: float) -> str:
         exp = dg.Experiment(experiment_dir, State, definition=definition)
         trained = Train(nb_epochs, lr)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
@@ -260,3 +262,32 @@ def test_runs_named_apart_keep_their_branches_and_a_rerun_of_one_name_replaces_i
     tree = dg.Experiment.restore(experiment_dir).graph
     assert {first, second, longer} & set(tree.node_map) == {second, longer}
     assert tree.superseded == {first}
+
+
+def test_a_store_without_definitions_counts_the_latest_computed_version_as_current(
+    edited_tour,
+):
+    """Stores written before definitions existed: every state is defined, and of two
+    code versions of one step the one computed last is current."""
+    directory, _, edited, _ = edited_tour
+    shutil.rmtree(directory / "definitions")
+    assert set(dg.Experiment.restore(directory).graph.node_map) == edited
+
+
+def test_gc_superseded_removes_nothing_if_a_run_redefined_the_tree_since_it_looked(
+    experiment_dir,
+):
+    def run(nb_epochs: int) -> None:
+        exp = dg.Experiment(experiment_dir, State, definition="tree")
+        Train(nb_epochs, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+        exp.run()
+
+    run(1)
+    run(2)
+    garbage = find_garbage(ExperimentStore(experiment_dir), superseded=True)
+    assert len(garbage.states) == 1
+    run(1)  # the state gc found superseded is current again
+    files = {path for path in experiment_dir.rglob("*") if path.is_file()}
+    with pytest.raises(dg.TreeRedefinedError):
+        remove_garbage(garbage)
+    assert {path for path in experiment_dir.rglob("*") if path.is_file()} == files
