@@ -105,50 +105,64 @@ def current_keys(
     """The keys of the current tree among ``records`` (one per stored state)."""
     by_key = {record.key: record for record in records}
     defined_at: dict[str, int] = {}
-    for definition in definitions:
-        for key in definition.keys:
-            defined_at[key] = max(definition.defined_ns, defined_at.get(key, 0))
-    defined = set(by_key) if not definitions else set(by_key) & set(defined_at)
-    kept = defined - _older_versions([by_key[key] for key in defined], defined_at)
-    children: dict[str | None, list[str]] = {}
-    for key in kept:
-        children.setdefault(by_key[key].parent_key, []).append(key)
+    for definition in sorted(definitions, key=lambda definition: definition.defined_ns):
+        defined_at.update(dict.fromkeys(definition.keys, definition.defined_ns))  # latest
+    defined = by_key.keys() & defined_at.keys() if definitions else by_key.keys()
+    children: dict[str | None, list[StateRecord]] = {}
+    for key in defined:
+        record = by_key[key]
+        children.setdefault(record.parent_key, []).append(record)
+    older = _older_versions(children, defined_at)
     current: set[str] = set()
-    frontier = [key for key in root_keys if key in kept and by_key[key].parent_key is None]
+    frontier = [key for key in root_keys if key in defined and by_key[key].parent_key is None]
     while frontier:
         key = frontier.pop()
-        if key not in current:
+        if key not in current and key not in older:
             current.add(key)
-            frontier += children.get(key, [])
+            frontier += [child.key for child in children.get(key, ())]
     return current
 
 
-def _older_versions(records: Sequence[StateRecord], defined_at: dict[str, int]) -> set[str]:
-    """Rule 2: the states another code version of the same step replaced."""
-    by_step: dict[tuple[str, str], list[StateRecord]] = {}
-    for record in records:
-        if record.recipe is not None and record.parent_key is not None:
-            by_step.setdefault((record.parent_key, record.recipe.class_name), []).append(record)
+def _older_versions(
+    children: dict[str | None, list[StateRecord]], defined_at: dict[str, int]
+) -> set[str]:
+    """Rule 2: the states that another code version of the same step replaced."""
     older: set[str] = set()
-    for (parent_key, _), siblings in by_step.items():
-        if len({sibling.recipe.code_version for sibling in siblings if sibling.recipe}) < 2:
-            continue  # the common case: no step was edited, nothing to hash
-        versions: dict[str, list[StateRecord]] = {}
+    for parent_key, siblings in children.items():
+        if parent_key is None or len(siblings) < 2:
+            continue  # a root, or an only child: nothing to compare
+        by_class: dict[str, list[StateRecord]] = {}
         for sibling in siblings:
-            assert sibling.recipe is not None
-            try:
-                slot = slot_key(parent_key, sibling.recipe)
-            except UnhashablePropertyError:  # a value that no longer loads: its own step
-                slot = sibling.key
-            versions.setdefault(slot, []).append(sibling)
-        for same_step in versions.values():
-            moments = {
-                record.key: (defined_at.get(record.key, 0), record.started or "")
-                for record in same_step
-            }
-            latest = max(moments.values())
-            older |= {key for key, moment in moments.items() if moment < latest}
+            if sibling.recipe is not None:
+                by_class.setdefault(sibling.recipe.class_name, []).append(sibling)
+        for same_class in by_class.values():
+            if len({sibling.recipe.code_version for sibling in same_class if sibling.recipe}) > 1:
+                older |= _replaced(parent_key, same_class, defined_at)
     return older
+
+
+def _replaced(
+    parent_key: str, same_class: list[StateRecord], defined_at: dict[str, int]
+) -> set[str]:
+    """Of siblings made by one recipe class in several code versions, those of each step
+    (same properties) that were not defined last."""
+    versions: dict[str, list[StateRecord]] = {}
+    for sibling in same_class:
+        assert sibling.recipe is not None
+        try:
+            slot = slot_key(parent_key, sibling.recipe)
+        except UnhashablePropertyError:  # a value that no longer loads: its own step
+            slot = sibling.key
+        versions.setdefault(slot, []).append(sibling)
+    replaced: set[str] = set()
+    for same_step in versions.values():
+        moments = {
+            record.key: (defined_at.get(record.key, 0), record.started or "")
+            for record in same_step
+        }
+        latest = max(moments.values())
+        replaced |= {key for key, moment in moments.items() if moment < latest}
+    return replaced
 
 
 def current_keys_of(store: ExperimentStore, records: Iterable[StateRecord]) -> set[str]:
