@@ -86,7 +86,7 @@ def _reachable(store: ExperimentStore, superseded: bool) -> tuple[set[str], set[
     if len(records) < len(read):
         keys = {*store.done_keys(), *(record.key for record in records)}
         return keys, keys
-    definitions, corrupt = read_definitions(store)
+    definitions, corrupt = read_definitions(store) if superseded else ([], [])
     if superseded and not corrupt:
         latest = {record.key: record for record in records}  # a state's record comes last
         return current_keys(latest.values(), store.root_keys(), definitions), set(latest)
