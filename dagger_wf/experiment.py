@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import sys
 import threading
@@ -356,10 +357,15 @@ class Experiment:
         self._spawned_root("emit" if settings.runner == "snakemake" else "run")
         runner = get_runner(settings, client=client, progress=progress)
         self.save()
+        unrecorded = None
         if defines:
-            self._record_definition(plan)
+            try:
+                self._record_definition(plan)
+            except OSError as error:  # a full disk: the run goes on, then raises it
+                unrecorded = error
         snapshot_plan_code(plan, self.directory)
-        return runner.run(plan, self.store)
+        report = runner.run(plan, self.store)
+        return dataclasses.replace(report, unrecorded=unrecorded) if unrecorded else report
 
     def _record_definition(self, plan: Plan) -> None:
         """Record that this definition now defines ``plan`` from its root (every state,

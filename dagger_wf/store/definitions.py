@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import socket
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from ..errors import CorruptStateError, CorruptStateWarning, UnhashablePropertyE
 from ..hashing import digest, slot_key
 from ..records import StateRecord
 from . import layout
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, naming_failed_write
 from .state_store import ExperimentStore
 
 
@@ -59,18 +58,43 @@ def write_definition(
     store: ExperimentStore, name: str, root: str, keys: Iterable[str]
 ) -> Definition:
     """Record that the definition ``name`` now defines exactly ``keys`` from ``root``
-    (replacing what it defined before)."""
-    definition = Definition(name, root, frozenset(keys), time.time_ns())
-    document = {
-        "name": name,
-        "root": root,
-        "defined_ns": definition.defined_ns,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "keys": sorted(definition.keys),
-    }
-    atomic_write_json(definition_path(store, name, root), document, store.durable)
-    return definition
+    (replacing what it defined before). When it is again what it was, the file is only
+    touched: when it was defined is its modification time, and a run that only reuses
+    states needs no disk space."""
+    path = definition_path(store, name, root)
+    defined = frozenset(keys)
+    if _defines(path, defined):
+        os.utime(path)
+    else:
+        document = {
+            "name": name,
+            "root": root,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "keys": sorted(defined),
+        }
+        with naming_failed_write(
+            f"the definition of this tree ({layout.DEFINITIONS}/)", store.directory
+        ):
+            atomic_write_json(path, document, store.durable)
+    return Definition(name, root, defined, path.stat().st_mtime_ns)
+
+
+def _defines(path: Path, keys: frozenset[str]) -> bool:
+    try:
+        return _read(path).keys == keys
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: write it
+        return False
+
+
+def _read(path: Path) -> Definition:
+    document = json.loads(path.read_bytes())
+    return Definition(
+        str(document["name"]),
+        str(document["root"]),
+        frozenset(document["keys"]),
+        path.stat().st_mtime_ns,
+    )
 
 
 def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[CorruptStateError]]:
@@ -78,15 +102,7 @@ def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[Cor
     definitions, corrupt = [], []
     for path in sorted((store.directory / layout.DEFINITIONS).glob("*.json")):
         try:
-            document = json.loads(path.read_bytes())
-            definitions.append(
-                Definition(
-                    str(document["name"]),
-                    str(document["root"]),
-                    frozenset(document["keys"]),
-                    int(document["defined_ns"]),
-                )
-            )
+            definitions.append(_read(path))
         except (OSError, ValueError, KeyError, TypeError) as error:
             corrupt.append(
                 CorruptStateError(
