@@ -414,13 +414,16 @@ class Experiment:
         ``state.lazy_load()`` loads one state's payload when needed. The graph is the
         current tree: what the latest run of each script defines (see
         :mod:`dagger_wf.store.definitions`); ``include_superseded=True`` adds every other
-        stored state (their keys are ``graph.superseded`` either way).
+        stored state (their keys are ``graph.superseded`` either way). Steps that extend
+        the restored tree (``state.to_promise()``) are a definition of their own: running
+        them adds to the tree, replacing only what the last such extension defined.
         """
         from .analysis import load_tree
 
         store = ExperimentStore(directory)
         info = store.read_experiment()
-        experiment = cls(directory, state_class or _stored_state_class(info))
+        definition = f"{_defining_script()}, extending a restored tree"
+        experiment = cls(directory, state_class or _stored_state_class(info), definition=definition)
         experiment.experiment_arguments = from_json(info.get("experiment_arguments"))
         experiment.graph = load_tree(
             store, experiment.state_class, experiment, slim, include_superseded

@@ -291,3 +291,14 @@ def test_gc_superseded_removes_nothing_if_a_run_redefined_the_tree_since_it_look
     with pytest.raises(dg.TreeRedefinedError):
         remove_garbage(garbage)
     assert {path for path in experiment_dir.rglob("*") if path.is_file()} == files
+
+
+def test_steps_extending_a_restored_tree_add_to_the_current_tree(experiment_dir):
+    exp = dg.Experiment(experiment_dir, State)
+    trained = Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    exp.run()
+    restored = dg.Experiment.restore(experiment_dir)
+    extra = Train(2, 0.5)(restored.graph.node(trained.key).to_promise())
+    restored.run()
+    tree = dg.Experiment.restore(experiment_dir).graph
+    assert {trained.key, extra.key} <= set(tree.node_map) and tree.superseded == set()
