@@ -35,6 +35,7 @@ from .promise import ExperimentStatePromise
 from .settings import DEFAULT_SNAKEFILE, RunSettings, current_settings, record_run
 from .state import ExperimentState, defer_payload
 from .store import ExperimentStore
+from .store.definitions import Definition, finish_definition, write_definition
 
 if TYPE_CHECKING:
     import pandas
@@ -355,25 +356,31 @@ class Experiment:
 
         check_overrides_used()  # before anything is computed, whichever way it is asked
         self._spawned_root("emit" if settings.runner == "snakemake" else "run")
-        runner = get_runner(settings, client=client, progress=progress)
         self.save()
         unrecorded = None
+        definition = None
+        emitting = settings.runner == "snakemake"  # the workflow marks its own end
         if defines:
             try:
-                self._record_definition(plan)
+                definition = self._record_definition(plan, emitting)
             except OSError as error:  # a full disk: the run goes on, then raises it
                 unrecorded = error
-        snapshot_plan_code(plan, self.directory)
-        report = runner.run(plan, self.store)
+        if definition is not None and emitting:
+            settings = dataclasses.replace(settings, definition=definition.path)
+        runner = get_runner(settings, client=client, progress=progress)
+        try:
+            snapshot_plan_code(plan, self.directory)
+            report = runner.run(plan, self.store)
+        finally:
+            if definition is not None and not emitting:
+                finish_definition(definition.path)
         return dataclasses.replace(report, unrecorded=unrecorded) if unrecorded else report
 
-    def _record_definition(self, plan: Plan) -> None:
+    def _record_definition(self, plan: Plan, workflow: bool) -> Definition:
         """Record that this definition now defines ``plan`` from its root (every state,
         not only those this run computes): its part of the current tree."""
-        from .store.definitions import write_definition
-
         root = self._spawned_root("run")
-        write_definition(self.store, self.definition, root.sha(), plan.states)
+        return write_definition(self.store, self.definition, root.sha(), plan.states, workflow)
 
     def save(self) -> None:
         """Record the root and write ``experiment.json``: the state class, the latest

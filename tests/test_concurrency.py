@@ -134,9 +134,9 @@ OVERLAPPING_BRANCHES = textwrap.dedent(
     from trees import State, Visit
 
     def define(directory, tag):
-        # Each process defines its own branches: a definition of its own keeps them all
-        # in the current tree (one name would make each run replace the one before).
-        exp = dg.Experiment(directory, State, definition=f"overlapping {tag}")
+        # One script run by every process at once: each run's own branches stay in the
+        # current tree, since the runs overlap in time.
+        exp = dg.Experiment(directory, State)
         root = exp.spawn_new_tree(dataset_name="d", model_name="m")
         with exp.tag(tag):
             for branch in range(4):  # shared by every process

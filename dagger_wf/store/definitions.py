@@ -2,15 +2,17 @@
 
 Each ``exp.run()`` and each emitted workflow writes the keys of every state its
 definition (by default the script's file name; ``Experiment(..., definition=name)``)
-defines from one root to ``definitions/<digest>.json``: one file per definition and root,
-replaced whole by the next run of that definition from that root. No file is read,
-changed and written back, so scripts running at once never lose each other's.
+defines from one root to a file of its own, ``definitions/<digest>/<run>.json``, and
+marks it ``<run>.done`` when it ends. No file is read, changed and written back, so
+scripts running at once never lose each other's.
 
 The rule, kept by :func:`current_keys`:
 
-1. A state is *defined* when the latest run of some definition defined it. What a script
-   defines replaces what it defined before (an edited recipe, other parameters, a branch
-   dropped); what other scripts (other definitions) define stays.
+1. A state is *defined* when the latest run of some definition defined it, or a run of
+   that definition that was going on when the latest began (one script started several
+   times at once: a sweep). What a script defines replaces what its runs that had ended
+   defined (an edited recipe, other parameters, a branch dropped); what other scripts
+   (other definitions) define stays.
 2. Of the defined states one parent has with one recipe class and the same properties
    but different code versions (a shared recipe edited between the runs of two scripts),
    only the latest defined counts.
@@ -24,10 +26,12 @@ A store written before definitions existed has none: all its states are defined,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import socket
+import uuid
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,54 +41,97 @@ from ..hashing import digest, slot_key
 from ..records import StateRecord
 from . import layout
 from .atomic import atomic_write_json, naming_failed_write
+from .claims import pid_alive
 from .state_store import ExperimentStore
 
 
 @dataclasses.dataclass(frozen=True)
 class Definition:
-    """What the latest run of the definition ``name`` defined from the root ``root``."""
+    """What one run of the definition ``name`` defined from the root ``root``."""
 
     name: str
     root: str
     keys: frozenset[str]
-    defined_ns: int
+    defined_ns: int  # when the run started (its file's modification time)
+    path: Path
+    host: str = ""
+    pid: int | None = 0  # None: an emitted workflow's, going on until it marks its end
+    concurrent: frozenset[str] = frozenset()  # runs of this definition going on then
+
+    @property
+    def finished(self) -> bool:
+        return _done_mark(self.path).exists()
+
+    def going_on(self) -> bool:
+        """Whether the run may still be going on: not finished, and its process alive
+        (a process on another host is taken to be)."""
+        if self.finished:
+            return False
+        if self.pid is None:
+            return True
+        return self.host != socket.gethostname() or pid_alive(self.pid)
 
 
-def definition_path(store: ExperimentStore, name: str, root: str) -> Path:
-    return store.directory / layout.DEFINITIONS / f"{digest('Definition', name, root)}.json"
+def _done_mark(path: Path) -> Path:
+    return path.with_suffix(".done")
+
+
+def definition_directory(store: ExperimentStore, name: str, root: str) -> Path:
+    return store.directory / layout.DEFINITIONS / digest("Definition", name, root)
 
 
 def write_definition(
-    store: ExperimentStore, name: str, root: str, keys: Iterable[str]
+    store: ExperimentStore, name: str, root: str, keys: Iterable[str], workflow: bool = False
 ) -> Definition:
-    """Record that the definition ``name`` now defines exactly ``keys`` from ``root``
-    (replacing what it defined before). When it is again what it was, the file is only
-    touched: when it was defined is its modification time, and a run that only reuses
-    states needs no disk space."""
-    path = definition_path(store, name, root)
+    """Record that a run of the definition ``name`` defines exactly ``keys`` from
+    ``root``, in a file of its own. The runs of the definition going on now are named in
+    it: they stay current beside it (a sweep of one script started as several
+    processes), and the runs that ended before it are superseded and removed. A run
+    defining again what the last one defined, with no other going on, only touches that
+    one's file, so a run that reuses states needs no disk space. ``workflow``: the run
+    is an emitted workflow's, which marks its own end (:func:`finish_definition`) when
+    Snakemake finishes it."""
+    directory = definition_directory(store, name, root)
+    runs = _read_runs(directory)
     defined = frozenset(keys)
-    if _defines(path, defined):
-        os.utime(path)
-    else:
-        document = {
-            "name": name,
-            "root": root,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "keys": sorted(defined),
-        }
-        with naming_failed_write(
-            f"the definition of this tree ({layout.DEFINITIONS}/)", store.directory
-        ):
-            atomic_write_json(path, document, store.durable)
-    return Definition(name, root, defined, path.stat().st_mtime_ns)
+    going_on = [run for run in runs if run.going_on()]
+    latest = max(runs, key=lambda run: run.defined_ns, default=None)
+    if latest is not None and not going_on and latest.keys == defined and not workflow:
+        os.utime(latest.path)
+        return dataclasses.replace(latest, defined_ns=latest.path.stat().st_mtime_ns)
+    path = directory / f"{uuid.uuid4().hex}.json"
+    document = {
+        "name": name,
+        "root": root,
+        "host": socket.gethostname(),
+        "pid": None if workflow else os.getpid(),
+        "keys": sorted(defined),
+        "concurrent": sorted(run.path.stem for run in going_on),
+    }
+    with naming_failed_write(
+        f"the definition of this tree ({layout.DEFINITIONS}/)", store.directory
+    ):
+        atomic_write_json(path, document, store.durable)
+    for run in runs:
+        if run not in going_on:  # ended before this one began: superseded for good
+            _done_mark(run.path).unlink(missing_ok=True)
+            run.path.unlink(missing_ok=True)
+    return _read(path)
 
 
-def _defines(path: Path, keys: frozenset[str]) -> bool:
-    try:
-        return _read(path).keys == keys
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: write it
-        return False
+def finish_definition(path: Path) -> None:
+    """Mark the run that wrote the definition at ``path`` as ended (a full disk leaves it
+    unmarked: then it ends, as far as later runs can tell, with its process)."""
+    with contextlib.suppress(OSError):
+        _done_mark(path).touch()
+
+
+def _read_runs(directory: Path) -> list[Definition]:
+    runs = []
+    for path in sorted(directory.glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            runs.append(_read(path))
+    return runs
 
 
 def _read(path: Path) -> Definition:
@@ -94,15 +141,23 @@ def _read(path: Path) -> Definition:
         str(document["root"]),
         frozenset(document["keys"]),
         path.stat().st_mtime_ns,
+        path,
+        str(document.get("host", "")),
+        None if document.get("pid", 0) is None else int(document.get("pid", 0)),
+        frozenset(document.get("concurrent", ())),
     )
 
 
 def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[CorruptStateError]]:
-    """Every definition's latest run, and the errors of files that cannot be read."""
-    definitions, corrupt = [], []
-    for path in sorted((store.directory / layout.DEFINITIONS).glob("*.json")):
+    """The runs of every definition that count (the latest, and those going on when it
+    began), and the errors of files that cannot be read."""
+    groups: dict[Path, list[Definition]] = {}
+    corrupt = []
+    for path in sorted((store.directory / layout.DEFINITIONS).glob("*/*.json")):
         try:
-            definitions.append(_read(path))
+            groups.setdefault(path.parent, []).append(_read(path))
+        except FileNotFoundError:  # superseded and removed meanwhile
+            continue
         except (OSError, ValueError, KeyError, TypeError) as error:
             corrupt.append(
                 CorruptStateError(
@@ -110,7 +165,11 @@ def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[Cor
                     "defines the tree again to rewrite it (the states are untouched)."
                 )
             )
-    return definitions, corrupt
+    counted = []
+    for runs in groups.values():
+        latest = max(runs, key=lambda run: run.defined_ns)
+        counted += [run for run in runs if run is latest or run.path.stem in latest.concurrent]
+    return counted, corrupt
 
 
 def current_keys(

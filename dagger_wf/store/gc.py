@@ -173,7 +173,7 @@ def _unreferenced_snapshots(store: ExperimentStore, keep: set[str], cutoff: floa
 
 def _definition_stamps(store: ExperimentStore) -> dict[Path, int]:
     stamps = {}
-    for path in (store.directory / DEFINITIONS).glob("*.json"):
+    for path in (store.directory / DEFINITIONS).glob("*/*.json"):
         with contextlib.suppress(FileNotFoundError):
             stamps[path] = path.stat().st_mtime_ns
     return stamps

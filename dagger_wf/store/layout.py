@@ -14,8 +14,8 @@ Layout::
     code/<digest>.json       code snapshots, by content
     environments/<digest>.json  environment snapshots, by content
     workflow/                the files of an emitted Snakemake workflow
-    definitions/<digest>.json  the latest tree one script defined from one root (each
-                             run replaces its own file; see dagger_wf.store.definitions)
+    definitions/<digest>/<run>.json  what one run of a script defined from one root
+                             (<run>.done once it ended; see dagger_wf.store.definitions)
 
 The names are relative to the directory.
 """
