@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..hashing import identity_of
+from ..hashing import identity_of, short_key
 from ..records import Status
 from ..state import ExperimentState
 
@@ -21,7 +21,7 @@ SUPERSEDED_COLOUR = "grey60"
 def _label(node: ExperimentState, superseded: bool) -> str:
     recipe = node.recipe
     step = "root" if recipe is None else identity_of(recipe).class_name
-    lines = [f"{node.sha()[:10]}  {step}", *sorted(node.tags)]
+    lines = [f"{short_key(node.sha())}  {step}", *sorted(node.tags)]
     if node.status is Status.FAILED:
         lines.append("FAILED")
     if superseded:

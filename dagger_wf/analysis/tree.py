@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from ..errors import CorruptStateError, StateNotComputedError, StateNotFoundError
+from ..hashing import short_key
 from .drawing import render_tree, tree_digraph
 from .nodes import NodeSet
 
@@ -152,7 +153,7 @@ class StaticExperimentTree:
         ax = ax or plt.subplots(figsize=(7, 4.5))[1]
         for key, series in frame.groupby("key", sort=False):
             node = self.node_map[key]
-            label = f"{key[:8]} {','.join(sorted(node.tags))}".strip()
+            label = f"{short_key(key)} {','.join(sorted(node.tags))}".strip()
             ax.plot(series["step"], series["value"], marker=".", label=label)
         ax.set_xlabel("step")
         ax.set_ylabel(name)

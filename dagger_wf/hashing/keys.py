@@ -340,3 +340,11 @@ def child_key_ingredients(parent_key: str, recipe: RecipeIdentity) -> dict[str, 
         "recipe properties": encode_properties(f"Recipe {recipe.class_name!r}", recipe.properties),
         "recipe code version": recipe.code_version,
     }
+
+
+SHORT_KEY_LENGTH = 12  # the prefix every table, plot, drawing and message shows
+
+
+def short_key(key: str | None) -> str:
+    """The prefix of ``key`` shown to people (any unique prefix finds the state again)."""
+    return (key or "")[:SHORT_KEY_LENGTH]
