@@ -247,6 +247,34 @@ def test_the_example_rerun_with_other_epochs_analyses_the_new_results_only(tmp_p
     assert len(dg.Experiment.restore(tmp_path / "rerun").graph.superseded) == 31
 
 
+def test_a_truncated_state_in_the_example_store_is_computed_again_and_the_analysis_holds(
+    tmp_path,
+):
+    script = str(ROOT / "examples" / "lottery_ticket.py")
+    analyse = str(ROOT / "examples" / "analyse_lottery.py")
+    small = ["--epochs", "1", "--finetune-epochs", "1", "--scheduler", "single-threaded"]
+    _python([script, "--directory", "store", *small], tmp_path)
+    expected = _python([analyse, "--directory", "store"], tmp_path).split("wrote")[0]
+    trained = next(
+        node
+        for node in dg.Experiment.restore(tmp_path / "store").graph.nodes
+        if node.recipe is not None and node.recipe.class_name == "Train"
+    )
+    record = tmp_path / "store" / "states" / f"{trained.sha()}.json"
+    record.write_bytes(record.read_bytes()[:50])
+    rerun = subprocess.run(
+        [sys.executable, script, "--directory", "store", *small],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "CorruptStateWarning" in rerun.stderr and trained.sha()[:12] in rerun.stderr
+    assert "1 states computed, 31 cached" in rerun.stdout
+    assert _python([analyse, "--directory", "store"], tmp_path).split("wrote")[0] == expected
+
+
 def test_runs_named_apart_keep_their_branches_and_a_rerun_of_one_name_replaces_its_own(
     experiment_dir,
 ):
