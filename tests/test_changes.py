@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import dagger_wf as dg
 from dagger_wf.store.snapshots import load_snapshot
@@ -253,3 +254,24 @@ def test_a_change_a_version_pin_hides_warns_with_the_class_diff(tmp_path):
     assert "--- tour.Prune (stored)" in edited.stderr
     assert "+        state.weights = state.weights[:keep] + [0.5]" in edited.stderr
     assert "tour.keep_count" not in edited.stderr
+
+
+def test_a_snakemake_run_warns_about_the_environment_its_jobs_ran_in(tmp_path):
+    old_packages = _fake_distribution(tmp_path / "v1", "1.0")
+    _run(tmp_path, "1", 1, old_packages)
+    emitted = _run(tmp_path, "1", 2, old_packages, emit=True)
+    assert "Warning" not in emitted.stderr  # here, the environment is the stored one
+    profile = str(Path(__file__).parent.parent / "profiles" / "local")
+    jobs_path = _fake_distribution(tmp_path / "v2", "2.0")
+    workflow = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", profile],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": jobs_path},
+        timeout=300,
+    )
+    assert workflow.returncode == 0, workflow.stderr
+    output = workflow.stdout + workflow.stderr
+    assert "EnvironmentChangedWarning" in output
+    assert "package fakepkg: 1.0 -> 2.0" in output

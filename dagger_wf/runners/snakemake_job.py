@@ -12,19 +12,28 @@ import logging
 import os
 import pickle
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cloudpickle
 
-from ..errors import CorruptStateError
-from ..events import FAILURES, EventKind
+from ..errors import CorruptStateError, StateNotComputedError
+from ..events import FAILURES, EventKind, RunEvent, RunReport
 from ..plan import Plan
 from ..store import ExperimentStore
 from ..store.definitions import finish_definition
-from ..tracking.changes import warn_about_repairs
+from ..tracking.changes import warn_about_changes, warn_about_repairs
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
-from .transition import PlanLookup, StepContext, apply_function, compute_state, merge_tags
+from .transition import (
+    PlanLookup,
+    StepContext,
+    apply_function,
+    compute_state,
+    merge_tags,
+    now,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -123,11 +132,56 @@ def apply_functions_job(
     _touch(Path(done_marker))
 
 
-def workflow_ended(store_directory: str | Path, definition: str | None) -> list[str]:
-    """What the Snakefile does when a workflow ends, well or not: record as failed every
-    state whose job was killed mid-way (time limit, node loss), returning their keys, and
-    mark the workflow's run of the current tree as ended."""
+def workflow_ended(store_directory: str | Path, definition: str | None, started: str) -> list[str]:
+    """What the Snakefile does when a workflow that began at ``started`` ends, well or
+    not: record as failed every state whose job was killed mid-way (time limit, node
+    loss), returning their keys; give the code, environment and seed warnings a Dask run
+    gives (the environment the jobs ran in, not this process's); mark the workflow's run
+    of the current tree as ended."""
     if definition is not None:
         finish_definition(Path(definition))
     store = ExperimentStore(store_directory)
-    return record_interrupted_states(store, load_plan(store.directory))
+    plan = load_plan(store.directory)
+    interrupted = record_interrupted_states(store, plan)
+    report = _workflow_report(store, plan, started)
+    for warning in _warnings_of(lambda: warn_about_changes(report, plan, store.directory)):
+        _LOG.warning("%s: %s", warning.category.__name__, warning.message)
+    return interrupted
+
+
+def _warnings_of(action: Callable[[], object]) -> list[warnings.WarningMessage]:
+    """The warnings ``action`` gives. Snakemake shows none raised in its hooks (one
+    attributed to a line of the Snakefile is lost), so the Snakefile logs them instead."""
+    with warnings.catch_warnings(record=True) as given:
+        warnings.simplefilter("always")
+        action()
+    return given
+
+
+def _workflow_report(store: ExperimentStore, plan: Plan, started: str) -> RunReport:
+    """What the workflow did, as a run's report: each stored state of the plan, computed
+    (started since the workflow began) or reused, with the snapshots that made it."""
+    events = []
+    for key in plan.states:
+        try:
+            record = store.read_record(key)
+        except (StateNotComputedError, CorruptStateError):  # failed, or another's to repair
+            continue
+        kind = EventKind.RAN if (record.started or "") >= started else EventKind.CACHED
+        events.append(
+            RunEvent(
+                "workflow",
+                key,
+                kind,
+                "",
+                stored_code=record.code,
+                stored_environment=record.environment,
+                stored_seed=record.seed,
+            )
+        )
+    return RunReport("workflow", tuple(events))
+
+
+def workflow_started() -> str:
+    """When the workflow began: the Snakefile asks when it is read in the main process."""
+    return now()

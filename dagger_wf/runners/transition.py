@@ -38,7 +38,9 @@ from ..tracking.seeding import seed_everything, seed_from_key
 from .step import initial_state, run_step, running_step
 
 
-def _now() -> str:
+def now() -> str:
+    """This moment, as records spell it (ISO 8601, UTC, milliseconds): such strings sort
+    in time order."""
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
@@ -265,7 +267,7 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
     label = step_label(planned, state_class)
     seed = seed_from_key(planned.key, context.global_seed)
     details: dict[str, Any] = {
-        "started": _now(),
+        "started": now(),
         "host": socket.gethostname(),
         "runner": runner,
         "seed": seed,
@@ -282,7 +284,7 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
         )
         state = run_step(planned, state, seed)
         state.tags = sorted(planned.tags)
-        details.update(finished=_now(), duration_s=time.perf_counter() - start)
+        details.update(finished=now(), duration_s=time.perf_counter() - start)
         if store.is_done(planned.key):  # by a worker that broke this one's expired claim
             store.add_tags(planned.key, planned.tags)
         else:
@@ -319,7 +321,7 @@ def failure_record(
     properties: dict[str, Any] | None = None,
 ) -> StateRecord:
     """The record of a failed attempt: what was being computed, by whom, and why not."""
-    details = {**details, "finished": _now(), "duration_s": duration}
+    details = {**details, "finished": now(), "duration_s": duration}
     return StateRecord(
         key=planned.key,
         parent_key=planned.parent_key,
@@ -346,7 +348,7 @@ def apply_function(
     if state_event is not None and state_event.kind in (*FAILURES, *SKIPS):
         return RunEvent(run_id, key, EventKind.FUNCTION_SKIPPED, repr(function))
     store = ExperimentStore(context.store_directory, context.durable)
-    evaluation = {"key": key, "function": function.name, "run_id": run_id, "started": _now()}
+    evaluation = {"key": key, "function": function.name, "run_id": run_id, "started": now()}
     start = time.perf_counter()
     state = None
     repairs: list[Repair] = []
@@ -386,7 +388,7 @@ def apply_function(
 def _write_evaluation(
     store: ExperimentStore, evaluation: dict[str, Any], duration: float, metrics: dict
 ) -> None:
-    evaluation.update(finished=_now(), duration_s=duration, metrics=to_json_series(metrics))
+    evaluation.update(finished=now(), duration_s=duration, metrics=to_json_series(metrics))
     store.write_evaluation(evaluation["key"], evaluation)
 
 

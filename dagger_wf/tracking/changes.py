@@ -64,7 +64,9 @@ def warn_about_changes(report: RunReport, plan: Plan, directory: Path) -> None:
         parent = events.get(planned.parent_key) if planned.parent_key else None
         extends_stored = parent is not None and parent.kind is EventKind.CACHED
         if event.kind is EventKind.RAN and extends_stored and parent and parent.stored_environment:
-            changes.add((ENVIRONMENTS, parent.stored_environment, environment_digest(directory)))
+            # where it ran: a workflow's job reports its own; a run here, this process's
+            made_in = event.stored_environment or environment_digest(directory)
+            changes.add((ENVIRONMENTS, parent.stored_environment, made_in))
     for kind, stored, current in sorted(changes):
         if stored != current:
             _warn(directory, kind, stored, current)
