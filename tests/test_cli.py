@@ -116,9 +116,12 @@ def test_history_show_and_diff(tmp_path):
     assert "class Prune(dg.Recipe):" in shown.stdout and "environment:" in shown.stdout
     diff = _cli(tmp_path, "diff", "store", pruned[0][:10], pruned[1][:10])
     assert diff.returncode == 0
-    assert any(
-        line.startswith("recipe fraction") and "*" in line for line in diff.stdout.splitlines()
-    )
+    # As the README says: a "*" between a field's name and its values marks a difference.
+    fields = {
+        line.split()[0] + " " + line.split()[1]: line for line in diff.stdout.splitlines()[1:]
+    }
+    assert " *" in fields["recipe fraction"] and " *" not in fields["recipe technique"]
+    assert "code: same" in diff.stdout
 
 
 def test_version_is_the_package_version(tmp_path):
