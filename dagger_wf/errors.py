@@ -80,6 +80,10 @@ class WorkerLostError(DaggerError, RuntimeError):
     """A worker process died and the state it was computing could not be told."""
 
 
+class UnknownLayoutError(DaggerError, ValueError):
+    """``draw(direction=...)`` was given a direction Graphviz does not lay trees out in."""
+
+
 class UnguardedScriptError(DaggerError, RuntimeError):
     """scheduler='processes' from a script that runs its experiment at import."""
 

@@ -122,6 +122,31 @@ def test_draw_writes_an_svg_naming_every_state(lottery, tmp_path):
     assert "lr:0.1" in svg
 
 
+def test_a_drawing_shows_each_states_own_tags_and_its_siblings_in_step_order(lottery):
+    restored, _ = lottery
+    tree = restored.graph
+    dot = tree.to_graphviz()
+    pruned = tree.nodes.filter("pruned")[0]
+    box = next(line for line in dot.body if pruned.sha() in line and "label=" in line)
+    assert "pruned" in box and "lr:" not in box  # its own tag, not its parent's
+    root = tree.root.sha()
+    edges = [[end.strip('"') for end in line.split()[::2]] for line in dot.body if "->" in line]
+    drawn = [child for parent, child in edges if parent == root]
+    steps = {child.sha(): repr(child.recipe.properties) for child in tree.root.children}
+    assert len(set(steps.values())) > 1 and drawn == sorted(drawn, key=lambda k: (steps[k], k))
+    assert "rankdir=LR" in dot.source
+
+
+def test_a_drawing_takes_a_direction_and_a_label_function(lottery, tmp_path):
+    restored, _ = lottery
+    tree = restored.graph
+    dot = tree.to_graphviz(direction="TB", label=lambda state: f"state {state.sha()[:4]}")
+    assert "rankdir=TB" in dot.source
+    assert f"state {tree.root.sha()[:4]}" in dot.source
+    with pytest.raises(dg.UnknownLayoutError, match="LR, TB"):
+        tree.draw(tmp_path / "tree.svg", direction="sideways")
+
+
 def test_a_slice_of_a_node_set_is_a_node_set(lottery):
     restored, _ = lottery
     assert isinstance(restored.graph.nodes[:2], dg.NodeSet)

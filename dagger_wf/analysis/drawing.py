@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import UnknownLayoutError
 from ..hashing import identity_of, short_key
 from ..records import Status
 from ..state import ExperimentState
@@ -18,15 +19,38 @@ DEFAULT_FORMAT = "pdf"
 SUPERSEDED_COLOUR = "grey60"
 
 
-def _label(node: ExperimentState, superseded: bool) -> str:
+SHORT_VALUE = 16  # characters of a property value in a box
+DIRECTIONS = ("LR", "TB", "RL", "BT")  # Graphviz rankdir: where the root is, first
+
+
+def own_tags(node: ExperimentState) -> list[str]:
+    """The tags a state has and its parent has not: what its own definition added."""
+    inherited = set(node.parent.tags) if node.parent is not None else set()
+    return sorted(set(node.tags) - inherited)
+
+
+def default_label(node: ExperimentState) -> str:
+    """Key, step and its properties, then the state's own tags, one per line."""
     recipe = node.recipe
-    step = "root" if recipe is None else identity_of(recipe).class_name
-    lines = [f"{short_key(node.sha())}  {step}", *sorted(node.tags)]
-    if node.status is Status.FAILED:
-        lines.append("FAILED")
-    if superseded:
-        lines.append("superseded")
-    return "\\n".join(line.replace('"', "'") for line in lines)
+    if recipe is None:
+        step = "root"
+    else:
+        identity = identity_of(recipe)
+        values = ", ".join(
+            f"{name}={_short(value)}" for name, value in identity.properties.items()
+        )
+        step = f"{identity.class_name}({values})"
+    return "\n".join([f"{short_key(node.sha())}  {step}", *own_tags(node)])
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= SHORT_VALUE else text[: SHORT_VALUE - 1] + "…"
+
+
+def _sibling_order(node: ExperimentState) -> tuple[str, str]:
+    """Siblings drawn in the order of their step (class, then properties), not of keys."""
+    return default_label(node).split("\n")[0].split("  ", 1)[-1], node.sha()
 
 
 def tree_digraph(
@@ -34,25 +58,61 @@ def tree_digraph(
     edge_map: Mapping[str, set[str]],
     node_args: Mapping[str, str] | None = None,
     superseded: Collection[str] = frozenset(),
+    direction: str = "LR",
+    label: Callable[[ExperimentState], str] | None = None,
 ) -> Any:
-    """A ``graphviz.Digraph`` of the states as boxes (key, step, tags; failed ones red;
-    superseded ones, the keys in ``superseded``, grey and dashed) and their edges;
+    """A ``graphviz.Digraph`` of the states as boxes and their edges, the root first in
+    ``direction`` and siblings in the order of their steps. A box says ``label(state)``
+    (default: key, step and properties, the state's own tags); failed states are red and
+    say FAILED, superseded ones (the keys in ``superseded``) grey and dashed.
     ``node_args`` are Graphviz node attributes that override ours."""
     import graphviz
 
+    if direction not in DIRECTIONS:
+        raise UnknownLayoutError(
+            f"Unknown drawing direction {direction!r}; use one of {', '.join(DIRECTIONS)} "
+            "(where the root is drawn: left, top, right, bottom)."
+        )
+    by_key = {node.sha(): node for node in nodes}
     dot = graphviz.Digraph(comment="dagger_wf experiment tree")
-    dot.attr("node", shape="box", fontname="monospace", fontsize="10")
-    for node in nodes:
-        key = node.sha()
+    dot.attr(rankdir=direction, nodesep="0.08", ranksep="0.3")
+    dot.attr("node", shape="box", fontname="monospace", fontsize="9", margin="0.05,0.02")
+    for key in _drawing_order(by_key, edge_map):
+        node = by_key[key]
+        lines = (label or default_label)(node).split("\n")
+        if node.status is Status.FAILED:
+            lines.append("FAILED")
         if key in superseded:
+            lines.append("superseded")
             style = {"color": SUPERSEDED_COLOUR, "fontcolor": SUPERSEDED_COLOUR, "style": "dashed"}
         else:
             style = {"color": _STATUS_COLOURS.get(node.status, "black")}
-        dot.node(key, _label(node, key in superseded), **{**style, **(node_args or {})})
-    for parent, children in edge_map.items():
-        for child in sorted(children):
-            dot.edge(parent, child)
+        text = "\\n".join(line.replace('"', "'") for line in lines)
+        dot.node(key, text, **{**style, **(node_args or {})})
+        for child in _ordered(edge_map.get(key, ()), by_key):
+            dot.edge(key, child)
     return dot
+
+
+def _ordered(keys: Iterable[str], by_key: Mapping[str, ExperimentState]) -> list[str]:
+    known = [key for key in keys if key in by_key]
+    return sorted(known, key=lambda key: _sibling_order(by_key[key]))
+
+
+def _drawing_order(
+    by_key: Mapping[str, ExperimentState], edge_map: Mapping[str, set[str]]
+) -> list[str]:
+    """Every key, parents before children and siblings in step order (Graphviz keeps the
+    order nodes are given in within a rank)."""
+    children = {child for kids in edge_map.values() for child in kids}
+    tops = _ordered([key for key in by_key if key not in children], by_key)
+    order: list[str] = []
+    frontier = list(reversed(tops))
+    while frontier:
+        key = frontier.pop()
+        order.append(key)
+        frontier += reversed(_ordered(edge_map.get(key, ()), by_key))
+    return order
 
 
 def drawing_path(filename: str | Path, fmt: str | None) -> tuple[Path, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,20 +107,36 @@ class StaticExperimentTree:
         """States ``distance`` steps below a root (0: the roots)."""
         return NodeSet(self.node_map[key] for key in sorted(self.toposort.get(distance, ())))
 
-    def to_graphviz(self, node_args: dict[str, str] | None = None) -> Any:
-        """The tree as a ``graphviz.Digraph`` (shown inline in a notebook), nothing written;
-        ``node_args`` are Graphviz attributes given to every node. Superseded states (in a
-        tree restored with ``include_superseded=True``) are grey and dashed."""
-        return tree_digraph(self.nodes, self.edge_map, node_args, self.superseded)
+    def to_graphviz(
+        self,
+        node_args: dict[str, str] | None = None,
+        direction: str = "LR",
+        label: Callable[[ExperimentState], str] | None = None,
+    ) -> Any:
+        """The tree as a ``graphviz.Digraph`` (shown inline in a notebook), nothing written.
+        ``direction``: where the root is ("LR": left, "TB": top, "RL", "BT"); ``label``:
+        the text of a state's box (default: key, step and properties, its own tags);
+        ``node_args``: Graphviz attributes given to every node. Siblings are drawn in
+        the order of their steps; superseded states (in a tree restored with
+        ``include_superseded=True``) are grey and dashed, failed ones red."""
+        return tree_digraph(self.nodes, self.edge_map, node_args, self.superseded, direction, label)
 
     def draw(
-        self, filename: str | Path = "graph", format: str | None = None, view: bool = False
+        self,
+        filename: str | Path = "graph",
+        format: str | None = None,
+        view: bool = False,
+        direction: str = "LR",
+        label: Callable[[ExperimentState], str] | None = None,
     ) -> Path:
         """Render the tree with Graphviz and return the file written: as in the original
         dagger, ``draw("out/graph", format="png")`` writes ``out/graph.png``. Without a
         format, a name with a Graphviz suffix is written as it is (``draw("tree.svg")``),
-        any other gets ``.pdf``. ``view=True`` opens it in the system's viewer."""
-        return render_tree(self.to_graphviz(), filename, format, view)
+        any other gets ``.pdf``. ``view=True`` opens it in the system's viewer.
+        ``direction`` and ``label`` as for :meth:`to_graphviz`."""
+        return render_tree(
+            self.to_graphviz(direction=direction, label=label), filename, format, view
+        )
 
     # ------------------------------------------------------------ tracking
 
