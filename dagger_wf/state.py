@@ -116,8 +116,9 @@ class ExperimentState:
         """The cache key: fixed once the state is part of a tree, computed otherwise."""
         if self._sha is not None:
             return self._sha
-        if self.recipe is not None and self.parent_sha is not None:
-            return child_key(self.parent_sha, identity_of(self.recipe))
+        if self.parent_sha is not None:
+            recipe = identity_of(self.recipe) if self.recipe is not None else None
+            return child_key(self.parent_sha, recipe)
         return root_key(type(self), self.property_values())
 
     def property_values(self) -> dict[str, Any]:
@@ -262,18 +263,17 @@ class ExperimentState:
         return storage
 
     def save(self) -> None:
-        """Store this state again (payload, then metadata), running the save hooks around
-        it: for a state whose payload a user changed after loading it. Runs store states
-        themselves; a slim state or one never computed has nothing to save."""
+        """Store this state (payload, then metadata) between its save hooks: one built by
+        hand, or one whose payload a user changed. A slim state, or one the plan defines
+        that no run computed yet, has no payload to save."""
         if self.slim_loaded:
             raise SlimStateError(
                 f"State {self.sha()[:12]} is slim: saving it would store an empty payload. "
                 "Call state.restore() first."
             )
-        if not self.from_cache:
-            raise StateNotComputedError(
-                f"State {self.sha()[:12]} was never computed; exp.run() computes and stores it."
-            )
+        if self._pending:
+            key = self.sha()[:12]
+            raise StateNotComputedError(f"State {key} is defined, not computed; exp.run() it.")
         details = self.record.run_details() if self.record else {}
         identity = identity_of(self.recipe) if self.recipe is not None else None
         store_state(self._required_storage(), self, identity, details)
