@@ -131,13 +131,47 @@ def test_a_keyword_nothing_declares_is_a_warning_not_an_error(experiment_dir):
     assert root.get().model["schema"] is None
 
 
+class SeededState(dg.ExperimentState):
+    """The tutorial's way: ``seed`` is a property, set again in initialize_state."""
+
+    PROPERTIES = ["dataset_name", "seed"]
+    NONHASHED_ATTRIBUTES = ["model"]
+
+    def initialize_state(self, seed=None, **kwargs):
+        self.seed = seed
+        self.model = {"initialised with": seed}
+
+
+class RecordDerivedSeed(dg.Recipe):
+    def run(self, state):
+        state.model = {**state.model, "derived seed": state.dagger.seed}
+        return state
+
+
+def test_the_tutorials_seed_property_is_the_users_and_the_derived_seed_is_in_state_dagger(
+    tmp_path,
+):
+    def run_in(directory):
+        exp = dg.Experiment(directory, SeededState)
+        trained = RecordDerivedSeed()(exp.spawn_new_tree(dataset_name="mnist", seed=1234))
+        exp.run()
+        return dg.Experiment.restore(directory).graph.node(trained.key)
+
+    first, second = run_in(tmp_path / "first"), run_in(tmp_path / "second")
+    derived = first.dagger.record.seed
+    assert first.seed == 1234 and derived is not None and derived != 1234
+    with first.lazy_load():
+        assert first.model == {"initialised with": 1234, "derived seed": derived}
+    assert second.dagger.record.seed == derived  # reproducible: the same in every run
+
+
 # ---------------------------------------------------------------- 4. the root right away
 
 
 def test_the_root_payload_is_there_right_after_spawn_new_tree(experiment_dir):
     exp, root = _tutorial_tree(experiment_dir)
     assert exp.root.model["layers"] == [3, 2, 1]
-    assert dg.Experiment.restore(experiment_dir).graph.node(root.key).status == "done"
+    assert dg.Experiment.restore(experiment_dir).graph.node(root.key).dagger.status == "done"
     assert exp.run().cached == {root.key}
 
 

@@ -19,7 +19,7 @@ def _label(node: ExperimentState) -> str:
     recipe = node.recipe
     step = "root" if recipe is None else identity_of(recipe).class_name
     lines = [f"{node.sha()[:10]}  {step}", *sorted(node.tags)]
-    if node.status is Status.FAILED:
+    if node.dagger.status is Status.FAILED:
         lines.append("FAILED")
     return "\\n".join(line.replace('"', "'") for line in lines)
 
@@ -36,7 +36,10 @@ def tree_digraph(
     dot = graphviz.Digraph(comment="dagger_wf experiment tree")
     dot.attr("node", shape="box", fontname="monospace", fontsize="10")
     for node in nodes:
-        attributes = {"color": _STATUS_COLOURS.get(node.status, "black"), **(node_args or {})}
+        attributes = {
+            "color": _STATUS_COLOURS.get(node.dagger.status, "black"),
+            **(node_args or {}),
+        }
         dot.node(node.sha(), _label(node), **attributes)
     for parent, children in edge_map.items():
         for child in sorted(children):

@@ -6,7 +6,7 @@ import warnings
 
 from ..errors import CorruptStateError, CorruptStateWarning
 from ..records import Status
-from ..state import ExperimentState, TreeOwner
+from ..state import ExperimentState, TreeOwner, from_record
 from ..store import ExperimentStore
 from .tree import StaticExperimentTree
 
@@ -30,7 +30,7 @@ def load_tree(
             warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
             corrupt.append(record)
             continue
-        node_map[record.key] = state_class.from_record(record, store, owner)
+        node_map[record.key] = from_record(state_class, record, store, owner)
     for state in node_map.values():
         parent = node_map.get(state.parent_sha) if state.parent_sha else None
         if parent is not None:
@@ -39,7 +39,7 @@ def load_tree(
     tree = StaticExperimentTree(node_map, store.root_keys(), corrupt, store.directory)
     if not slim:
         for state in node_map.values():
-            if state.status is Status.DONE:
+            if state.dagger.status is Status.DONE:
                 try:
                     state.restore()
                 except CorruptStateError as error:
