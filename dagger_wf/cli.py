@@ -23,6 +23,7 @@ from .errors import (
     UnknownParameterError,
     UnusedOverridesError,
 )
+from .hashing import short_key
 from .parameters import RUN_SCHEDULERS, ScriptCommandLine, parse_assignments, script_overrides
 from .settings import DEFAULT_SNAKEFILE, RunSettings, run_session
 from .store import ExperimentStore
@@ -92,27 +93,59 @@ def _store(directory: str) -> ExperimentStore:
     return store
 
 
+# What `dagger-wf history` shows unless asked for more: it fits a 100-column terminal.
+NARROW_COLUMNS = ("key", "parent", "recipe", "status", "tags", "duration_s")
+NARROW_TAGS = 30  # characters of the tags column before it is cut with "…"
+
+
 def _history(arguments: argparse.Namespace) -> int:
     from .tracking.history import history_frame
 
-    frame = history_frame(_store(arguments.directory))
+    frame = history_frame(_store(arguments.directory), include_superseded=arguments.superseded)
+    columns = arguments.columns.split(",") if arguments.columns else None
+    unknown = [column for column in columns or () if column not in frame.columns]
+    if unknown:
+        raise CommandLineError(
+            f"No column {', '.join(map(repr, unknown))} in this history; its columns are "
+            f"{', '.join(frame.columns)}."
+        )
     if arguments.csv:
-        frame.to_csv(sys.stdout, index=False)
-    else:
-        columns = arguments.columns.split(",") if arguments.columns else frame.columns
-        shown = frame[[column for column in columns if column in frame.columns]]
-        print(shown.to_string(index=False, max_colwidth=40) if len(frame) else "(no states)")
+        frame[columns or frame.columns].to_csv(sys.stdout, index=False)
+        return EXIT_OK
+    if not len(frame):
+        print("(no states)")
+        return EXIT_OK
+    shown = frame[columns or (frame.columns if arguments.wide else list(NARROW_COLUMNS))].copy()
+    for column in ("key", "parent"):
+        if column in shown:
+            shown[column] = shown[column].map(
+                lambda key: short_key(key) if isinstance(key, str) else ""
+            )
+    if not arguments.wide and "tags" in shown:
+        shown["tags"] = shown["tags"].map(_cut)
+    print(shown.to_string(index=False, max_colwidth=None if arguments.wide else 40))
     return EXIT_OK
+
+
+def _cut(text: object) -> object:
+    if isinstance(text, str) and len(text) > NARROW_TAGS:
+        return text[: NARROW_TAGS - 1] + "…"
+    return text
 
 
 def _full_key(store: ExperimentStore, prefix: str) -> str:
     """The one stored key starting with ``prefix``."""
     keys = set(store.done_keys()) | store.failed_keys()
     matches = sorted(key for key in keys if key.startswith(prefix))
-    if len(matches) != 1:
+    if not matches:
         raise CommandLineError(
-            f"{len(matches)} states of {store.directory} have a key starting with {prefix!r}; "
-            "give a longer prefix (see dagger-wf history)."
+            f"No state of {store.directory} has a key starting with {prefix!r} "
+            "(dagger-wf history lists them)."
+        )
+    if len(matches) > 1:
+        raise CommandLineError(
+            f"{len(matches)} states of {store.directory} have a key starting with {prefix!r} "
+            f"({', '.join(short_key(key) for key in matches[:5])}); give a longer prefix."
         )
     return matches[0]
 
@@ -138,14 +171,15 @@ def _gc(arguments: argparse.Namespace) -> int:
     from .store.gc import find_garbage, remove_garbage
 
     store = _store(arguments.directory)
-    garbage = find_garbage(store)
+    garbage = find_garbage(store, superseded=arguments.superseded)
     verb = "would remove" if arguments.dry_run else "removed"
     sizes = garbage.sizes()
     files = garbage.files if arguments.dry_run else remove_garbage(garbage)
     for path in files:
         print(f"{verb} {path}")
+    kind = "superseded or unreachable" if arguments.superseded else "unreachable"
     print(
-        f"{verb} {len(garbage.states)} unreachable state(s) and "
+        f"{verb} {len(garbage.states)} {kind} state(s) and "
         f"{len(files)} file(s), {sum(sizes[path] for path in files) / 1e6:.1f} MB"
     )
     return EXIT_OK
@@ -217,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("directory", help="the experiment directory")
     history.add_argument("--csv", action="store_true", help="CSV on standard output")
     history.add_argument("--columns", help="comma-separated columns to show")
+    history.add_argument(
+        "--wide", action="store_true", help="every column, uncut (default: what fits 100 columns)"
+    )
+    history.add_argument(
+        "--superseded",
+        action="store_true",
+        help="also the states outside the current tree (column current: False)",
+    )
 
     show = add("show", _show, "one state: parameters, metrics, code, environment, error")
     show.add_argument("directory")
@@ -230,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     gc = add("gc", _gc, "remove states no root reaches, unused blobs and snapshots")
     gc.add_argument("directory")
     gc.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    gc.add_argument(
+        "--superseded",
+        action="store_true",
+        help="also remove the states outside the current tree (that the latest runs "
+        "of the scripts no longer define); see the list with --dry-run first",
+    )
 
     verify = add(
         "verify",

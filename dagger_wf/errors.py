@@ -198,6 +198,10 @@ class MixedArgumentsError(CommandLineError):
     ``dg.parameters()`` cannot read without guessing."""
 
 
+class TreeRedefinedError(DaggerError, RuntimeError):
+    """``gc --superseded`` found that a run redefined a tree while it was looking."""
+
+
 class DaggerWarning(UserWarning):
     """Base class of every warning issued by dagger_wf."""
 

@@ -65,6 +65,8 @@ class RunReport:
     events: tuple[RunEvent, ...]
     # Where the workflow went when run() emitted a Snakefile instead of computing.
     emitted_to: Path | None = None
+    # Why the run could not record what it defines (a full disk): raised after it ran.
+    unrecorded: OSError | None = None
 
     def summary(self) -> str:
         """One line for a script to print, true whether the states ran or were emitted."""
@@ -109,6 +111,8 @@ class RunReport:
         """Re-raise the first failure's own exception, noting every failure of the run."""
         failures = self.failures
         if not failures:
+            if self.unrecorded is not None:
+                raise self.unrecorded
             return
         first = failures[0]
         lines = [f"dagger_wf: {len(failures)} failure(s) in this run (other branches finished):"]
@@ -117,6 +121,8 @@ class RunReport:
             f"{type(event.error).__name__}: {event.error}"
             for event in failures
         ]
+        if self.unrecorded is not None:
+            lines += [f"  - {note}" for note in getattr(self.unrecorded, "__notes__", [])]
         error = first.exception()
         if error.__traceback__ is None and first.traceback:
             lines.append(f"Original traceback of the first failure:\n{first.traceback}")

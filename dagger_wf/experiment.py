@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ from .promise import ExperimentStatePromise
 from .settings import DEFAULT_SNAKEFILE, RunSettings, current_settings, record_run
 from .state import ExperimentState, defer_payload, new_root
 from .store import ExperimentStore
+from .store.definitions import Definition, finish_definition, write_definition
 
 if TYPE_CHECKING:
     import pandas
@@ -53,13 +56,24 @@ class Experiment:
     """
 
     def __init__(
-        self, directory: str | Path, state_class: type[ExperimentState], durable: bool = False
+        self,
+        directory: str | Path,
+        state_class: type[ExperimentState],
+        durable: bool = False,
+        definition: str | None = None,
     ) -> None:
         """``durable=True``: every state this experiment stores, whichever runner stores
         it, is flushed to the disk (``fsync``) before it counts as done, so that a power
-        loss cannot leave a done mark over missing bytes. A ``kill -9`` cannot anyway."""
+        loss cannot leave a done mark over missing bytes. A ``kill -9`` cannot anyway.
+
+        ``definition`` names what this object defines, for the current tree (by default
+        the running script's file name): a run replaces what the last run of the same
+        name defined from the same root. Name each of several runs of one script (a
+        sweep started as separate processes, e.g. ``definition=f"lr={lr}"``) to keep all
+        their branches current."""
         self.directory = Path(directory).absolute()
         self.state_class = state_class
+        self.definition = definition or _defining_script()
         if self.directory.exists() and not self.directory.is_dir():
             raise ExperimentPathError(
                 f"{self.directory} is a file, not a directory; give Experiment(...) the "
@@ -320,25 +334,53 @@ class Experiment:
         state = self.defined_state(key)
         with self._taking_turns("compute"):
             settings = RunSettings(scheduler=scheduler, seed=self.plan.seed)
-            report = self._run_plan(self.plan.lineage(key), settings)
+            lineage = self.plan.lineage(key)  # computed, not defined: the tree is unchanged
+            report = self._run_plan(lineage, settings, defines=False)
             warn_about_repairs(report.repaired)
             report.raise_first_failure()
         state.restore()
         return state
 
     def _run_plan(
-        self, plan: Plan, settings: RunSettings, client: Any = None, progress: bool | None = None
+        self,
+        plan: Plan,
+        settings: RunSettings,
+        client: Any = None,
+        progress: bool | None = None,
+        defines: bool = True,
     ) -> RunReport:
-        """Run ``plan`` with the runner the settings name."""
+        """Run ``plan`` with the runner the settings name; ``defines``: ``plan`` is the
+        whole tree this experiment defines now, its part of the current tree."""
         from .runners import get_runner
         from .tracking.changes import snapshot_plan_code
 
         check_overrides_used()  # before anything is computed, whichever way it is asked
         self._spawned_root("emit" if settings.runner == "snakemake" else "run")
-        runner = get_runner(settings, client=client, progress=progress)
         self.save()
-        snapshot_plan_code(plan, self.directory)
-        return runner.run(plan, self.store)
+        unrecorded = None
+        definition = None
+        emitting = settings.runner == "snakemake"  # the workflow marks its own end
+        if defines:
+            try:
+                definition = self._record_definition(plan, emitting)
+            except OSError as error:  # a full disk: the run goes on, then raises it
+                unrecorded = error
+        if definition is not None and emitting:
+            settings = dataclasses.replace(settings, definition=definition.path)
+        runner = get_runner(settings, client=client, progress=progress)
+        try:
+            snapshot_plan_code(plan, self.directory)
+            report = runner.run(plan, self.store)
+        finally:
+            if definition is not None and not emitting:
+                finish_definition(definition.path)
+        return dataclasses.replace(report, unrecorded=unrecorded) if unrecorded else report
+
+    def _record_definition(self, plan: Plan, workflow: bool) -> Definition:
+        """Record that this definition now defines ``plan`` from its root (every state,
+        not only those this run computes): its part of the current tree."""
+        root = self._spawned_root("run")
+        return write_definition(self.store, self.definition, root.sha(), plan.states, workflow)
 
     def save(self) -> None:
         """Record the root and write ``experiment.json``: the state class, the latest
@@ -357,12 +399,13 @@ class Experiment:
 
     # ------------------------------------------------------------ analysis
 
-    def history(self) -> pandas.DataFrame:
-        """A pandas DataFrame, one row per attempt of every stored state (see
-        :meth:`StaticExperimentTree.history`, which also filters by nodes)."""
+    def history(self, include_superseded: bool = False) -> pandas.DataFrame:
+        """A pandas DataFrame, one row per attempt of every state of the current tree, or
+        of every stored state with ``include_superseded=True`` (column ``current`` says
+        which); see :meth:`StaticExperimentTree.history`, which also filters by nodes."""
         from .tracking.history import history_frame
 
-        return history_frame(self.store)
+        return history_frame(self.store, include_superseded=include_superseded)
 
     @classmethod
     def restore(
@@ -370,22 +413,38 @@ class Experiment:
         directory: str | Path,
         state_class: type[ExperimentState] | None = None,
         slim: bool = True,
+        include_superseded: bool = False,
     ) -> Experiment:
         """Reopen a stored experiment for analysis: ``.root`` and ``.graph`` (the tree).
 
         With ``slim=True`` (the default) no payload is read; ``state.restore()`` or
-        ``state.lazy_load()`` loads one state's payload when needed.
+        ``state.lazy_load()`` loads one state's payload when needed. The graph is the
+        current tree: what the latest run of each script defines (see
+        :mod:`dagger_wf.store.definitions`); ``include_superseded=True`` adds every other
+        stored state (their keys are ``graph.superseded`` either way). Steps that extend
+        the restored tree (``state.to_promise()``) are a definition of their own: running
+        them adds to the tree, replacing only what the last such extension defined.
         """
         from .analysis import load_tree
 
         store = ExperimentStore(directory)
         info = store.read_experiment()
-        experiment = cls(directory, state_class or _stored_state_class(info))
+        definition = f"{_defining_script()}, extending a restored tree"
+        experiment = cls(directory, state_class or _stored_state_class(info), definition=definition)
         experiment.experiment_arguments = from_json(info.get("experiment_arguments"))
-        experiment.graph = load_tree(store, experiment.state_class, experiment, slim=slim)
+        experiment.graph = load_tree(
+            store, experiment.state_class, experiment, slim, include_superseded
+        )
         root_key = info.get("root")
         experiment.root = experiment.graph.node_map.get(root_key) if root_key else None
         return experiment
+
+
+def _defining_script() -> str:
+    """Who defines a tree, for the current tree: the running script's file name (the same
+    on a laptop and on a cluster's login node), or ``<interactive>``."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return Path(main_file).name if main_file else "<interactive>"
 
 
 def _state_class_description(cls: type[ExperimentState]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class RunSettings:
     check_purity: bool = False
     snakefile: Path = DEFAULT_SNAKEFILE
     max_group_size: int | None = None
+    definition: Path | None = None  # the emitted workflow's run of the current tree
 
     def asked_by(self, line: ScriptCommandLine) -> RunSettings:
         """These settings with what a command line asks (``--seed``, ``--scheduler``,

@@ -47,7 +47,7 @@ def rows(nodes: Iterable[dg.ExperimentState], follow_up: str) -> list[dict[str, 
                 "follow_up": follow_up,
                 "sparsity": sparsity,
                 "accuracy": accuracy,
-                "sha": node.sha()[:8],
+                "sha": node.sha()[:12],
             }
         )
     return table

@@ -150,7 +150,7 @@ def evaluate_state(state: LotteryState) -> dict[str, float]:
     accuracy = lm.evaluate(state.model, state.eval_data)
     sparsity = lm.sparsity(state.model)
     tags = ", ".join(state.tags)
-    print(f"{state.sha()[:8]} [{tags}] accuracy={accuracy:.3f} sparsity={sparsity:.3f}")
+    print(f"{state.sha()[:12]} [{tags}] accuracy={accuracy:.3f} sparsity={sparsity:.3f}")
     return {"accuracy": accuracy, "sparsity": sparsity}
 
 

@@ -138,7 +138,7 @@ def test_show_in_a_git_repository_without_a_commit_says_so(tmp_path):
 def test_show_of_an_unknown_key_exits_2(tmp_path):
     assert _cli(tmp_path, "run", "experiment.py").returncode == 0
     result = _cli(tmp_path, "show", "store", "zzzz")
-    assert result.returncode == 2 and "0 states" in result.stderr
+    assert result.returncode == 2 and "No state of" in result.stderr and "'zzzz'" in result.stderr
 
 
 def test_gc_removes_states_no_root_reaches_and_unused_blobs(tmp_path):
@@ -285,3 +285,33 @@ def test_dagger_wf_snakefile_passes_a_script_its_overrides(tmp_path):
     assert len(manifest["states"]) == 4  # the root, Train, and Prune at both fractions
     unknown = _cli(tmp_path, "snakefile", "experiment.py", "epoch=2")
     assert unknown.returncode == 2 and "Unknown parameter 'epoch'" in unknown.stderr
+
+
+def test_history_fits_a_100_column_terminal_and_wide_shows_every_column(tmp_path):
+    assert _cli(tmp_path, "run", "experiment.py", "fractions=[0.5,0.9]").returncode == 0
+    narrow = _cli(tmp_path, "history", "store")
+    assert narrow.returncode == 0
+    lines = narrow.stdout.splitlines()
+    assert len(lines) == 5 and max(map(len, lines)) <= 100
+    assert lines[0].split() == ["key", "parent", "recipe", "status", "tags", "duration_s"]
+    wide = _cli(tmp_path, "history", "store", "--wide")
+    assert {"seed", "host", "recipe.lr", "property.dataset_name"} <= set(wide.stdout.split())
+
+
+def test_history_refuses_a_column_it_does_not_have_and_names_the_known_ones(tmp_path):
+    assert _cli(tmp_path, "run", "experiment.py").returncode == 0
+    result = _cli(tmp_path, "history", "store", "--columns", "key,bogus")
+    assert result.returncode == 2
+    assert "No column 'bogus'" in result.stderr and "recipe, status" in result.stderr
+
+
+def test_every_table_and_drawing_shows_keys_by_the_same_prefix(tmp_path):
+    assert _cli(tmp_path, "run", "experiment.py").returncode == 0
+    tree = dg.Experiment.restore(tmp_path / "store").graph
+    root = tree.root.sha()
+    history = _cli(tmp_path, "history", "store").stdout
+    assert root[:12] in history and root[:13] not in history
+    shown = _cli(tmp_path, "show", "store", root[:6]).stdout
+    assert root[:12] in shown
+    drawing = tree.to_graphviz().source
+    assert root[:12] in drawing and f"{root[:13]} " not in drawing

@@ -134,6 +134,8 @@ OVERLAPPING_BRANCHES = textwrap.dedent(
     from trees import State, Visit
 
     def define(directory, tag):
+        # One script run by every process at once: each run's own branches stay in the
+        # current tree, since the runs overlap in time.
         exp = dg.Experiment(directory, State)
         root = exp.spawn_new_tree(dataset_name="d", model_name="m")
         with exp.tag(tag):

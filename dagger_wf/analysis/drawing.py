@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..hashing import identity_of
+from ..hashing import identity_of, short_key
 from ..records import Status
 from ..state import ExperimentState
 
@@ -15,12 +15,17 @@ _STATUS_COLOURS = {Status.DONE: "black", Status.FAILED: "red", Status.PENDING: "
 DEFAULT_FORMAT = "pdf"
 
 
-def _label(node: ExperimentState) -> str:
+SUPERSEDED_COLOUR = "grey60"
+
+
+def _label(node: ExperimentState, superseded: bool) -> str:
     recipe = node.recipe
     step = "root" if recipe is None else identity_of(recipe).class_name
-    lines = [f"{node.sha()[:10]}  {step}", *sorted(node.tags)]
+    lines = [f"{short_key(node.sha())}  {step}", *sorted(node.tags)]
     if node.dagger.status is Status.FAILED:
         lines.append("FAILED")
+    if superseded:
+        lines.append("superseded")
     return "\\n".join(line.replace('"', "'") for line in lines)
 
 
@@ -28,19 +33,22 @@ def tree_digraph(
     nodes: Iterable[ExperimentState],
     edge_map: Mapping[str, set[str]],
     node_args: Mapping[str, str] | None = None,
+    superseded: Collection[str] = frozenset(),
 ) -> Any:
-    """A ``graphviz.Digraph`` of the states as boxes (key, step, tags; failed ones red)
-    and their edges; ``node_args`` are Graphviz node attributes that override ours."""
+    """A ``graphviz.Digraph`` of the states as boxes (key, step, tags; failed ones red;
+    superseded ones, the keys in ``superseded``, grey and dashed) and their edges;
+    ``node_args`` are Graphviz node attributes that override ours."""
     import graphviz
 
     dot = graphviz.Digraph(comment="dagger_wf experiment tree")
     dot.attr("node", shape="box", fontname="monospace", fontsize="10")
     for node in nodes:
-        attributes = {
-            "color": _STATUS_COLOURS.get(node.dagger.status, "black"),
-            **(node_args or {}),
-        }
-        dot.node(node.sha(), _label(node), **attributes)
+        key = node.sha()
+        if key in superseded:
+            style = {"color": SUPERSEDED_COLOUR, "fontcolor": SUPERSEDED_COLOUR, "style": "dashed"}
+        else:
+            style = {"color": _STATUS_COLOURS.get(node.dagger.status, "black")}
+        dot.node(key, _label(node, key in superseded), **{**style, **(node_args or {})})
     for parent, children in edge_map.items():
         for child in sorted(children):
             dot.edge(parent, child)

@@ -8,6 +8,7 @@ from ..errors import CorruptStateError, CorruptStateWarning
 from ..records import Status
 from ..state import ExperimentState, TreeOwner, from_record
 from ..store import ExperimentStore
+from ..store.definitions import current_keys_of
 from .tree import StaticExperimentTree
 
 
@@ -16,8 +17,10 @@ def load_tree(
     state_class: type[ExperimentState],
     owner: TreeOwner,
     slim: bool = True,
+    include_superseded: bool = False,
 ) -> StaticExperimentTree:
-    """Every stored state (done or failed) linked to its parent and children.
+    """The current tree's stored states (done or failed; every stored state with
+    ``include_superseded``), each linked to its parent and children.
 
     A corrupt record is skipped with a :class:`CorruptStateWarning`, and so is a damaged
     payload of a full restore (its state stays slim); the rest still loads. Each error is
@@ -25,18 +28,26 @@ def load_tree(
     """
     node_map: dict[str, ExperimentState] = {}
     corrupt: list[CorruptStateError] = []
+    records = []
     for record in store.iter_records():
         if isinstance(record, CorruptStateError):
             warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
             corrupt.append(record)
             continue
-        node_map[record.key] = from_record(state_class, record, store, owner)
+        records.append(record)
+    current = current_keys_of(store, records)
+    for record in records:
+        if include_superseded or record.key in current:
+            node_map[record.key] = from_record(state_class, record, store, owner)
     for state in node_map.values():
         parent = node_map.get(state.parent_sha) if state.parent_sha else None
         if parent is not None:
             state.parent = parent
             parent.children.add(state)
-    tree = StaticExperimentTree(node_map, store.root_keys(), corrupt, store.directory)
+    superseded = {record.key for record in records} - current
+    tree = StaticExperimentTree(
+        node_map, store.root_keys(), corrupt, store.directory, superseded, include_superseded
+    )
     if not slim:
         for state in node_map.values():
             if state.dagger.status is Status.DONE:

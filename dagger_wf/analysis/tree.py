@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from ..errors import CorruptStateError, StateNotComputedError, StateNotFoundError
+from ..hashing import short_key
 from .drawing import render_tree, tree_digraph
 from .nodes import NodeSet
 
@@ -30,6 +31,9 @@ class StaticExperimentTree:
     any graph query of your own. ``corrupt`` lists the error of each state skipped
     because its files were damaged (``error.key`` names it): a state whose record cannot
     be read is not in the tree; one whose payload a full restore could not load is, slim.
+    ``superseded`` holds the keys of the stored states outside the current tree (see
+    :mod:`dagger_wf.store.definitions`); the tree holds them too only if
+    ``includes_superseded``.
     """
 
     NodeSet = NodeSet  # the original's StaticExperimentTree.NodeSet
@@ -40,10 +44,14 @@ class StaticExperimentTree:
         root_keys: list[str],
         corrupt: list[CorruptStateError] | None = None,
         directory: Path | None = None,
+        superseded: Iterable[str] = (),
+        includes_superseded: bool = False,
     ) -> None:
         self.node_map = node_map
         self.directory = directory
         self.corrupt = corrupt or []
+        self.superseded = frozenset(superseded)
+        self.includes_superseded = includes_superseded
         self.digraph = nx.DiGraph()
         for key, state in node_map.items():
             self.digraph.add_node(key, state=state)
@@ -101,8 +109,9 @@ class StaticExperimentTree:
 
     def to_graphviz(self, node_args: dict[str, str] | None = None) -> Any:
         """The tree as a ``graphviz.Digraph`` (shown inline in a notebook), nothing written;
-        ``node_args`` are Graphviz attributes given to every node."""
-        return tree_digraph(self.nodes, self.edge_map, node_args)
+        ``node_args`` are Graphviz attributes given to every node. Superseded states (in a
+        tree restored with ``include_superseded=True``) are grey and dashed."""
+        return tree_digraph(self.nodes, self.edge_map, node_args, self.superseded)
 
     def draw(
         self, filename: str | Path = "graph", format: str | None = None, view: bool = False
@@ -117,11 +126,13 @@ class StaticExperimentTree:
 
     def history(self, nodes: Iterable[ExperimentState] | None = None) -> pandas.DataFrame:
         """One row per attempt of every state (or of ``nodes``, e.g. a filter's result):
-        status, times, seed, properties, tags and final metric values."""
+        status, times, seed, properties, tags, ``current`` and final metric values.
+        Without ``nodes``, the states this tree holds: the current tree unless it was
+        restored with ``include_superseded=True``."""
         from ..tracking.history import history_frame
 
         keys = None if nodes is None else [node.sha() for node in nodes]
-        return history_frame(self._store(), keys)
+        return history_frame(self._store(), keys, include_superseded=self.includes_superseded)
 
     def metric_history(
         self, name: str, nodes: Iterable[ExperimentState] | None = None
@@ -142,7 +153,7 @@ class StaticExperimentTree:
         ax = ax or plt.subplots(figsize=(7, 4.5))[1]
         for key, series in frame.groupby("key", sort=False):
             node = self.node_map[key]
-            label = f"{key[:8]} {','.join(sorted(node.tags))}".strip()
+            label = f"{short_key(key)} {','.join(sorted(node.tags))}".strip()
             ax.plot(series["step"], series["value"], marker=".", label=label)
         ax.set_xlabel("step")
         ax.set_ylabel(name)

@@ -15,6 +15,8 @@ from .keys import (
     recipe_code_version,
     root_key,
     root_key_ingredients,
+    short_key,
+    slot_key,
 )
 from .source import normalised_code, normalised_source, parse_source, read_source
 
@@ -36,4 +38,6 @@ __all__ = [
     "recipe_code_version",
     "root_key",
     "root_key_ingredients",
+    "short_key",
+    "slot_key",
 ]

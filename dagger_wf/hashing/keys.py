@@ -328,6 +328,15 @@ def child_key(parent_key: str, recipe: RecipeIdentity | None) -> str:
     return digest("Recipe", *child_key_ingredients(parent_key, recipe).values())
 
 
+def slot_key(parent_key: str, recipe: RecipeIdentity) -> str:
+    """What a child's key has in common with its other code versions: the parent key, the
+    recipe class and its PROPERTIES values, without the code version. Two stored states
+    with one slot key are the same step, edited in between."""
+    ingredients = child_key_ingredients(parent_key, recipe)
+    del ingredients["recipe code version"]
+    return digest("Slot", *ingredients.values())
+
+
 def child_key_ingredients(parent_key: str, recipe: RecipeIdentity) -> dict[str, Encoded]:
     return {
         "parent key": parent_key,
@@ -335,3 +344,11 @@ def child_key_ingredients(parent_key: str, recipe: RecipeIdentity) -> dict[str, 
         "recipe properties": encode_properties(f"Recipe {recipe.class_name!r}", recipe.properties),
         "recipe code version": recipe.code_version,
     }
+
+
+SHORT_KEY_LENGTH = 12  # the prefix every table, plot, drawing and message shows
+
+
+def short_key(key: str | None) -> str:
+    """The prefix of ``key`` shown to people (any unique prefix finds the state again)."""
+    return (key or "")[:SHORT_KEY_LENGTH]

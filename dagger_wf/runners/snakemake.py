@@ -138,8 +138,10 @@ def emit_workflow(
     store: ExperimentStore,
     snakefile: str | Path,
     max_group_size: int = DEFAULT_GROUP_SIZE,
+    definition: Path | None = None,
 ) -> Path:
-    """Write the Snakefile (and its settings beside it) and the store's workflow files."""
+    """Write the Snakefile (and its settings beside it) and the store's workflow files;
+    ``definition``: the file the workflow marks as ended when Snakemake finishes it."""
     if set("{}") & set(str(store.directory)):
         raise UnsupportedPathError(
             f"The experiment directory {store.directory} has a brace in its path, which "
@@ -153,7 +155,12 @@ def emit_workflow(
     groups = assign_groups(plan, max_group_size)
     atomic_write_json(store.workflow_directory / MANIFEST_NAME, build_manifest(plan, groups))
     settings_text = json.dumps(
-        {"store": str(store.directory), "durable": store.durable}, ensure_ascii=True
+        {
+            "store": str(store.directory),
+            "durable": store.durable,
+            "definition": str(definition) if definition else None,
+        },
+        ensure_ascii=True,
     )
     atomic_write(settings, lambda file: file.write(settings_text.encode("ascii")))
     text = render_snakefile(plan_rules(plan), settings.name)
@@ -172,8 +179,9 @@ class SnakemakeEmitter:
     ) -> None:
         self.snakefile = settings.snakefile
         self.max_group_size = settings.max_group_size or DEFAULT_GROUP_SIZE
+        self.definition = settings.definition
 
     def run(self, plan: Plan, store: ExperimentStore) -> RunReport:
         events = stored_state_events(plan, store)
-        path = emit_workflow(plan, store, self.snakefile, self.max_group_size)
+        path = emit_workflow(plan, store, self.snakefile, self.max_group_size, self.definition)
         return RunReport(EMITTED, events, emitted_to=path)

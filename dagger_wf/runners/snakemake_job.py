@@ -20,6 +20,7 @@ from ..errors import CorruptStateError
 from ..events import FAILURES, EventKind
 from ..plan import Plan
 from ..store import ExperimentStore
+from ..store.definitions import finish_definition
 from ..tracking.changes import warn_about_repairs
 from .interruptions import record_interrupted_states
 from .snakemake import SPECS_NAME
@@ -122,8 +123,11 @@ def apply_functions_job(
     _touch(Path(done_marker))
 
 
-def reconcile_interrupted_states(store_directory: str | Path) -> list[str]:
-    """Record as failed every state whose job was killed mid-way (time limit, node loss);
-    return their keys. The Snakefile calls it when a workflow ends, well or not."""
+def workflow_ended(store_directory: str | Path, definition: str | None) -> list[str]:
+    """What the Snakefile does when a workflow ends, well or not: record as failed every
+    state whose job was killed mid-way (time limit, node loss), returning their keys, and
+    mark the workflow's run of the current tree as ended."""
+    if definition is not None:
+        finish_definition(Path(definition))
     store = ExperimentStore(store_directory)
     return record_interrupted_states(store, load_plan(store.directory))

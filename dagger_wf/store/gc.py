@@ -22,11 +22,12 @@ import struct
 import time
 from pathlib import Path
 
-from ..errors import CorruptStateError
+from ..errors import CorruptStateError, TreeRedefinedError
 from ..records import StateRecord
 from .atomic import TEMPORARY_SUFFIX
 from .claims import EXPIRY_S, pid_alive
-from .layout import SNAPSHOT_KINDS
+from .definitions import current_keys, read_definitions
+from .layout import DEFINITIONS, SNAPSHOT_KINDS
 from .payload import blob_digests, blob_path
 from .snapshots import snapshot_files
 from .state_store import ExperimentStore
@@ -45,6 +46,9 @@ class Garbage:
     # are removed only if still old.
     paths: list[Path] = dataclasses.field(default_factory=list)
     aged: list[Path] = dataclasses.field(default_factory=list)
+    # With superseded states: each definition file and when it was written, as found.
+    definitions: dict[Path, int] | None = None
+    store: ExperimentStore | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -70,9 +74,11 @@ def _files(path: Path) -> list[Path]:
     return [path] if path.exists() else []
 
 
-def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
+def _reachable(store: ExperimentStore, superseded: bool) -> tuple[set[str], set[str]]:
     """(states a root of the experiment reaches, every state stored or attempted). A
-    corrupt record hides which states descend from it: then every state is reachable."""
+    corrupt record hides which states descend from it: then every state is reachable.
+    With ``superseded``, only the current tree counts as reached, unless a definition
+    cannot be read (it might define any state)."""
     children: dict[str | None, list[str]] = {}
     stored = set()
     read = list(store.iter_attempts())
@@ -80,6 +86,10 @@ def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
     if len(records) < len(read):
         keys = {*store.done_keys(), *(record.key for record in records)}
         return keys, keys
+    definitions, corrupt = read_definitions(store) if superseded else ([], [])
+    if superseded and not corrupt:
+        latest = {record.key: record for record in records}  # a state's record comes last
+        return current_keys(latest.values(), store.root_keys(), definitions), set(latest)
     for record in records:
         stored.add(record.key)
         children.setdefault(record.parent_key, []).append(record.key)
@@ -93,12 +103,17 @@ def _reachable(store: ExperimentStore) -> tuple[set[str], set[str]]:
     return reachable, stored
 
 
-def find_garbage(store: ExperimentStore, now: float | None = None) -> Garbage:
+def find_garbage(
+    store: ExperimentStore, now: float | None = None, superseded: bool = False
+) -> Garbage:
     """What ``remove_garbage`` would remove now. First puts back what an interrupted
-    ``gc`` had moved aside, so that a dry run and a real one see the same store."""
+    ``gc`` had moved aside, so that a dry run and a real one see the same store.
+
+    ``superseded``: also the states outside the current tree (see
+    :mod:`.definitions`), with what only they refer to."""
     put_back_set_aside(store, now)
-    garbage = Garbage()
-    keep, stored = _reachable(store)
+    garbage = Garbage(definitions=_definition_stamps(store) if superseded else None, store=store)
+    keep, stored = _reachable(store, superseded)
     directory = store.directory
     for key in sorted(stored - keep):
         garbage.states.append(key)
@@ -156,6 +171,14 @@ def _unreferenced_snapshots(store: ExperimentStore, keep: set[str], cutoff: floa
     )
 
 
+def _definition_stamps(store: ExperimentStore) -> dict[Path, int]:
+    stamps = {}
+    for path in (store.directory / DEFINITIONS).glob("*/*.json"):
+        with contextlib.suppress(FileNotFoundError):
+            stamps[path] = path.stat().st_mtime_ns
+    return stamps
+
+
 def _older_than(path: Path, cutoff: float) -> bool:
     """Last changed before ``cutoff``; False for a file gone meanwhile (a run renamed
     its temporary file into place, or another gc removed it)."""
@@ -167,7 +190,16 @@ def _older_than(path: Path, cutoff: float) -> bool:
 
 def remove_garbage(garbage: Garbage, now: float | None = None) -> list[Path]:
     """Remove what ``find_garbage`` found and return what was removed: a shared file used
-    again since (a run reusing a blob or snapshot refreshes it) is kept."""
+    again since (a run reusing a blob or snapshot refreshes it) is kept.
+
+    Garbage found with superseded states is removed only if no run has redefined a tree
+    since (:class:`TreeRedefinedError` otherwise: nothing is removed)."""
+    store = garbage.store
+    if store is not None and garbage.definitions not in (None, _definition_stamps(store)):
+        raise TreeRedefinedError(
+            f"A run redefined a tree in {store.directory} since gc looked, so states "
+            "it found superseded may be current again; nothing was removed. Run gc again."
+        )
     cutoff = (now or time.time()) - STALE_TEMPORARY_AGE_S
     removed = []
     for path in garbage.paths:

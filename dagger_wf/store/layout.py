@@ -14,6 +14,8 @@ Layout::
     code/<digest>.json       code snapshots, by content
     environments/<digest>.json  environment snapshots, by content
     workflow/                the files of an emitted Snakemake workflow
+    definitions/<digest>/<run>.json  what one run of a script defined from one root
+                             (<run>.done once it ended; see dagger_wf.store.definitions)
 
 The names are relative to the directory.
 """
@@ -27,6 +29,7 @@ FAILURES = "failures"
 RUNNING = "running"
 EVALUATIONS = "evaluations"
 WORKFLOW = "workflow"
+DEFINITIONS = "definitions"
 # Content-addressed JSON snapshots (see dagger_wf.store.snapshots), one folder per kind.
 CODE = "code"
 ENVIRONMENTS = "environments"

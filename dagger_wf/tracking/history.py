@@ -13,18 +13,22 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CorruptStateError, CorruptStateWarning
 from ..records import StateRecord, Status
 from ..store import ExperimentStore
+from ..store.definitions import current_keys_of
 
 if TYPE_CHECKING:
     import pandas
 
 
-def _row(record: StateRecord, metrics: dict[str, list[list[float]]]) -> dict[str, Any]:
+def _row(
+    record: StateRecord, metrics: dict[str, list[list[float]]], current: bool
+) -> dict[str, Any]:
     recipe = record.recipe
     row: dict[str, Any] = {
         "key": record.key,
         "parent": record.parent_key,
         "recipe": recipe.class_name if recipe else "(root)",
         "status": record.status.value,
+        "current": current,
         "tags": ",".join(sorted(record.tags)),
         "started": record.started,
         "finished": record.finished,
@@ -46,30 +50,42 @@ def _pending_row(marker: dict[str, Any]) -> dict[str, Any]:
     return {
         "key": marker["key"],
         "status": Status.PENDING.value,
+        "current": True,
         "host": marker.get("host"),
         "runner": marker.get("runner"),
     }
 
 
-def history_frame(store: ExperimentStore, keys: Iterable[str] | None = None) -> pandas.DataFrame:
+def history_frame(
+    store: ExperimentStore, keys: Iterable[str] | None = None, include_superseded: bool = False
+) -> pandas.DataFrame:
     """One row per attempt (each computed state, each failed attempt, each state being
-    computed now: status "pending"), oldest first.
+    computed now: status "pending"), oldest first, of the current tree's states (of every
+    stored state with ``include_superseded``; see :mod:`dagger_wf.store.definitions`).
 
-    Columns: key, parent, recipe, status, tags, times, host, runner, seed, error_type, then
-    ``property.<name>``, ``recipe.<name>`` and the final value of each metric as
-    ``metric.<name>``. ``keys`` keeps only those states (e.g. a node filter's shas()).
+    Columns: key, parent, recipe, status, current, tags, times, host, runner, seed,
+    error_type, then ``property.<name>``, ``recipe.<name>`` and the final value of each
+    metric as ``metric.<name>``. ``keys`` keeps only those states (e.g. a node filter's
+    shas()), current or not.
     """
     import pandas
 
     wanted = set(keys) if keys is not None else None
-    rows = []
+    attempts = []
     for record in store.iter_attempts():
         if isinstance(record, CorruptStateError):
             warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
             continue
+        attempts.append(record)
+    latest = {record.key: record for record in attempts}  # a state's record comes last
+    current = current_keys_of(store, latest.values())
+    rows = []
+    for record in attempts:
+        if wanted is None and not include_superseded and record.key not in current:
+            continue
         if wanted is not None and record.key not in wanted:
             continue
-        rows.append(_row(record, store.recorded_metrics(record)))
+        rows.append(_row(record, store.recorded_metrics(record), record.key in current))
     rows += [
         _pending_row(marker)
         for marker in store.running_markers()

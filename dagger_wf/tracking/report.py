@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import DaggerError
+from ..hashing import short_key
 from ..records import StateRecord
 from ..store import ExperimentStore
 from ..store.layout import CODE, ENVIRONMENTS
@@ -18,7 +19,7 @@ def _fields(record: StateRecord, store: ExperimentStore) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "status": record.status.value,
         "recipe": record.recipe.class_name if record.recipe else "(root)",
-        "parent": (record.parent_key or "")[:12],
+        "parent": short_key(record.parent_key),
         "tags": ", ".join(sorted(record.tags)),
         "seed": record.seed,
         "started": record.started,
@@ -90,7 +91,7 @@ def diff_states(store: ExperimentStore, first_key: str, second_key: str) -> str:
     left, right = _fields(first, store), _fields(second, store)
     names = list(dict.fromkeys([*left, *right]))
     width = max(len(name) for name in names)
-    lines = [f"{'':{width}}  {first.key[:12]:<24}  {second.key[:12]}"]
+    lines = [f"{'':{width}}  {short_key(first.key):<24}  {short_key(second.key)}"]
     for name in names:
         marker = " " if left.get(name) == right.get(name) else "*"
         lines.append(f"{name:{width}} {marker}{left.get(name, '')!s:<24.24}  {right.get(name, '')}")
