@@ -170,11 +170,11 @@ class InvalidMetricError(DaggerError, ValueError):
 
 
 class MetricOutsideRunError(DaggerError, RuntimeError):
-    """``log_metric`` was called while no recipe, initialize_state or Function ran."""
+    """``state.dagger.log_metric`` was called while no recipe, initialize_state or Function ran."""
 
 
 class UnknownMetricError(DaggerError, KeyError):
-    """``load_metric`` asked for a metric the state never recorded."""
+    """``state.dagger.load_metric`` asked for a metric the state never recorded."""
 
 
 class UnknownParameterError(DaggerError, KeyError):

@@ -33,7 +33,7 @@ from .parameters import check_overrides_used
 from .plan import Plan
 from .promise import ExperimentStatePromise
 from .settings import DEFAULT_SNAKEFILE, RunSettings, current_settings, record_run
-from .state import ExperimentState, defer_payload
+from .state import ExperimentState, defer_payload, new_root
 from .store import ExperimentStore
 from .store.definitions import Definition, finish_definition, write_definition
 
@@ -160,7 +160,7 @@ class Experiment:
             )
         properties = {name: experiment_arguments[name] for name in cls.PROPERTIES}
         key = root_key(cls, properties)
-        self.root = defer_payload(cls.new_root(properties, key, self.store, self))
+        self.root = defer_payload(new_root(cls, properties, key, self.store, self))
         self.experiment_arguments = dict(experiment_arguments)
         self.plan.add_root(key, properties, dict(experiment_arguments))
         return ExperimentStatePromise(self, key)

@@ -15,8 +15,10 @@ from .state import ExperimentState
 def explain_key(state: ExperimentState | ExperimentStatePromise) -> list[str]:
     """Lines listing each ingredient of a state's (or promise's) key, for debugging a miss."""
     defined = state.state if isinstance(state, ExperimentStatePromise) else state
-    if defined.recipe is None or defined.parent_sha is None:
-        ingredients = root_key_ingredients(type(defined), defined.property_values())
+    if defined.parent_sha is None:
+        ingredients = root_key_ingredients(type(defined), defined.dagger.properties())
+    elif defined.recipe is None:  # made by new_state() by hand
+        ingredients = {"parent key": defined.parent_sha, "recipe": None}
     else:
         ingredients = child_key_ingredients(defined.parent_sha, identity_of(defined.recipe))
     lines = [f"key {defined.sha()}"]

@@ -14,7 +14,7 @@ RECORD_FORMAT = 1
 
 
 class Status(enum.StrEnum):
-    """Where a state stands. Equal to its plain string, so ``state.status == "done"`` holds."""
+    """Where a state stands; equal to its plain string: ``state.dagger.status == "done"``."""
 
     DONE = "done"  # computed and stored
     FAILED = "failed"  # its latest attempt failed; the traceback is kept

@@ -7,17 +7,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .declarations import check_state_declarations, public_names
+from .bookkeeping import Bookkeeping
+from .declarations import check_state_declarations
 from .errors import (
-    MetricOutsideRunError,
     PayloadNotComputedError,
     SlimStateError,
     StateNotComputedError,
     StateNotFoundError,
-    UnknownMetricError,
 )
 from .hashing import Identified, RecipeIdentity, child_key, identity_of, root_key
-from .metrics import append_metric
 from .records import StateRecord, Status
 from .storage import StateStorage
 
@@ -37,8 +35,9 @@ class TreeOwner(Protocol):
     def promise_of(self, state: ExperimentState) -> Any: ...
 
 
-# Attributes every state carries for dagger_wf itself; never part of the payload.
-BOOKKEEPING_ATTRIBUTES = frozenset(
+# The attributes every state carries, never part of its payload: the original dagger's,
+# and ``dagger``, behind which is all that dagger_wf adds (see bookkeeping.py).
+STATE_ATTRIBUTES = frozenset(
     [
         "parent",
         "parent_sha",
@@ -52,13 +51,30 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "save_pre_hooks",
         "save_post_hooks",
         "load_post_hooks",
-        "record",
-        "seed",
-        "_sha",
-        "_storage",
-        "_metrics",
-        "_recording",
-        "_pending",
+        "dagger",
+    ]
+)
+# The names a user cannot declare: those attributes, and the original's methods and
+# properties that a state has. Every other name is the user's.
+# ``state.record`` means ``state.dagger.record`` (and so on) where the state's class does
+# not declare the name itself: the names stay the user's, the old spelling still reads.
+SHORTCUTS = frozenset({"record", "status", "error", "seed", "metrics", "log_metric", "load_metric"})
+RESERVED_NAMES = STATE_ATTRIBUTES | frozenset(
+    [
+        "PROPERTIES",
+        "NONHASHED_ATTRIBUTES",
+        "initialize_state",
+        "sha",
+        "slim_sha",
+        "root",
+        "directory",
+        "path",
+        "new_state",
+        "to_promise",
+        "save",
+        "restore",
+        "deflate",
+        "lazy_load",
     ]
 )
 
@@ -78,7 +94,7 @@ class ExperimentState:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        check_state_declarations(cls, BOOKKEEPING_ATTRIBUTES | public_names(ExperimentState))
+        check_state_declarations(cls, RESERVED_NAMES)
 
     def __init__(
         self, parent_sha: str | None = None, experiment_object: TreeOwner | None = None
@@ -95,15 +111,7 @@ class ExperimentState:
         self.save_pre_hooks: list[Callable[[], Any]] = []
         self.save_post_hooks: list[Callable[[], Any]] = []
         self.load_post_hooks: list[Callable[[], Any]] = []  # run after the payload is loaded
-        self._pending = False  # defined, not computed: the payload is built when first read
-        self.record: StateRecord | None = None
-        self._sha: str | None = None
-        self._storage: StateStorage | None = None
-        self._metrics: dict[str, list[list[float]]] = {}
-        self._recording = False
-        # The seed Python's random, numpy and torch got before this state's step ran; a
-        # recipe seeds its own generators from it (np.random.default_rng(state.seed)).
-        self.seed: int | None = None
+        self.dagger = Bookkeeping(self)  # status, error, seed, metrics: dagger_wf's own
         for name in [*self.PROPERTIES, *self.NONHASHED_ATTRIBUTES]:
             setattr(self, name, None)
 
@@ -114,84 +122,20 @@ class ExperimentState:
 
     def sha(self) -> str:
         """The cache key: fixed once the state is part of a tree, computed otherwise."""
-        if self._sha is not None:
-            return self._sha
-        if self.recipe is not None and self.parent_sha is not None:
-            return child_key(self.parent_sha, identity_of(self.recipe))
-        return root_key(type(self), self.property_values())
-
-    def property_values(self) -> dict[str, Any]:
-        return {name: self.__dict__.get(name) for name in self.PROPERTIES}
-
-    def payload(self) -> dict[str, Any]:
-        """Everything stored apart from the metadata: the NONHASHED_ATTRIBUTES and any
-        other attribute a recipe set."""
-        return {name: value for name, value in self.__dict__.items() if self._in_payload(name)}
-
-    def _in_payload(self, name: str) -> bool:
-        return name not in BOOKKEEPING_ATTRIBUTES and name not in self.PROPERTIES
-
-    # ------------------------------------------------------------ metrics
-
-    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
-        """Record ``value`` of metric ``name`` (at ``step``; default: the next one).
-
-        Call it inside a recipe's ``run()``, ``initialize_state()`` or a Function, on the
-        state they were given; it is stored with the state (or with the Function's run).
-        """
-        if not self.__dict__.get("_recording"):
-            raise MetricOutsideRunError(
-                f"log_metric({name!r}, ...) was called on state {self.sha()[:12]} while no "
-                "recipe, initialize_state or Function was running on it; call it inside "
-                "run(state) on the state you were given."
-            )
-        append_metric(self._metrics, name, value, step)
-
-    def load_metric(self, name: str) -> list[tuple[int, float]]:
-        """The series of ``name`` as (step, value) pairs: recorded by the recipe that made
-        the state, or else by the latest Function run that recorded it."""
-        series = self.metrics().get(name)
-        if series is None:
-            raise UnknownMetricError(
-                f"State {self.sha()[:12]} has no metric {name!r}; it has "
-                f"{sorted(self.metrics()) or 'none'}."
-            )
-        return [(int(step), value) for step, value in series]
-
-    def metrics(self) -> dict[str, list[list[float]]]:
-        """Every metric series of this state (recipe's first, then Functions' latest)."""
-        combined: dict[str, list[list[float]]] = {}
-        storage = self._storage_or_none()
-        if storage is not None and self.record is not None:
-            combined = storage.recorded_metrics(self.record)
-        combined.update(self._metrics)
-        return combined
-
-    @property
-    def status(self) -> Status:
-        """DONE, FAILED (see :attr:`error`) or PENDING (never stored); equal to the strings
-        ``"done"``, ``"failed"`` and ``"pending"``."""
-        return self.record.status if self.record else Status.PENDING
-
-    @property
-    def error(self) -> str | None:
-        """The traceback of the failed attempt, if this state failed."""
-        return self.record.error if self.record else None
+        if self.dagger.key is not None:
+            return self.dagger.key
+        if self.parent_sha is not None:
+            recipe = identity_of(self.recipe) if self.recipe is not None else None
+            return child_key(self.parent_sha, recipe)
+        return root_key(type(self), self.dagger.properties())
 
     # ------------------------------------------------------------ tree links
 
     @property
     def directory(self) -> Path | None:
         """The experiment directory this state is stored in (None for a free state)."""
-        storage = self._storage_or_none()
+        storage = self.dagger.find_storage()
         return storage.directory if storage is not None else None
-
-    def _storage_or_none(self) -> StateStorage | None:
-        if self._storage is not None:
-            return self._storage
-        if self.experiment_object is not None:
-            return self.experiment_object.store
-        return None
 
     @property
     def root(self) -> ExperimentState:
@@ -207,31 +151,17 @@ class ExperimentState:
         """A child of this state: PROPERTIES and NONHASHED_ATTRIBUTES are inherited (by
         reference, not copied), its key follows from this key and ``recipe``."""
         child = type(self)(parent_sha=self.sha(), experiment_object=self.experiment_object)
-        if self._pending or self.slim_loaded:  # no payload to inherit yet: computed on demand
+        if self.dagger.pending or self.slim_loaded:  # no payload to inherit: made on demand
             defer_payload(child)
-        for name in [*self.PROPERTIES, *([] if child._pending else self.NONHASHED_ATTRIBUTES)]:
+        inherited = [] if child.dagger.pending else self.NONHASHED_ATTRIBUTES
+        for name in [*self.PROPERTIES, *inherited]:
             setattr(child, name, self.__dict__.get(name))
         child.recipe = recipe
         child.tags = list(self.tags)
-        child._storage = self._storage
+        child.dagger.storage = self.dagger.storage
         return child
 
     # ------------------------------------------------------------ storage
-
-    def _compute_on_demand(self, name: str) -> None:
-        """Load, or compute and store (with its ancestors), the payload of a state defined
-        but not computed: as in the original dagger, ``exp.root.model`` is there at once."""
-        storage, key = self._storage_or_none(), self.sha()
-        with contextlib.suppress(StateNotFoundError):  # not defined there: cannot compute
-            if storage is not None and not storage.is_done(key) and self.experiment_object:
-                self.experiment_object.compute(key)
-        if storage is None or not storage.is_done(key):
-            raise PayloadNotComputedError(
-                f"{name!r} is part of the payload of state {key[:12]}, which is defined but "
-                "not computed (and cannot be computed here); call promise.get() or exp.run()."
-            )
-        if self._pending:
-            fill_payload(self, storage, storage.read_record(key))
 
     def to_promise(self) -> Any:
         """A promise of this restored or computed state, for new recipes and Functions."""
@@ -245,88 +175,41 @@ class ExperimentState:
     @property
     def path(self) -> Path:
         """Where this state's payload is (or will be) stored."""
-        return self._required_storage().payload_path(self.sha())
+        return self.dagger.required_storage().payload_path(self.sha())
 
     @property
     def slim_sha(self) -> str | None:
         """The key of a slim state (payload not loaded); None when it is full."""
         return self.sha() if self.slim_loaded else None
 
-    def _required_storage(self) -> StateStorage:
-        storage = self._storage_or_none()
-        if storage is None:
-            raise StateNotComputedError(
-                f"{self!r} belongs to no experiment directory; create it through an "
-                "Experiment (or load it with Experiment.restore)."
-            )
-        return storage
-
     def save(self) -> None:
-        """Store this state again (payload, then metadata), running the save hooks around
-        it: for a state whose payload a user changed after loading it. Runs store states
-        themselves; a slim state or one never computed has nothing to save."""
+        """Store this state (payload, then metadata) between its save hooks: one built by
+        hand, or one whose payload a user changed. A slim state, or one the plan defines
+        that no run computed yet, has no payload to save."""
         if self.slim_loaded:
             raise SlimStateError(
                 f"State {self.sha()[:12]} is slim: saving it would store an empty payload. "
                 "Call state.restore() first."
             )
-        if not self.from_cache:
-            raise StateNotComputedError(
-                f"State {self.sha()[:12]} was never computed; exp.run() computes and stores it."
-            )
-        details = self.record.run_details() if self.record else {}
+        if self.dagger.pending:
+            key = self.sha()[:12]
+            raise StateNotComputedError(f"State {key} is defined, not computed; exp.run() it.")
+        record = self.dagger.record
+        details = record.run_details() if record else {}
         identity = identity_of(self.recipe) if self.recipe is not None else None
-        store_state(self._required_storage(), self, identity, details)
+        store_state(self.dagger.required_storage(), self, identity, details)
 
     def restore(self) -> bool:
         """Load the stored payload into this object; False if the state was never stored."""
-        storage = self._required_storage()
+        storage = self.dagger.required_storage()
         if not storage.is_done(self.sha()):
             return False
         fill_payload(self, storage, storage.read_record(self.sha()))
         return True
 
-    def apply_record(self, record: StateRecord) -> None:
-        """Take key, lineage, properties and tags from stored metadata (no payload)."""
-        self.record = record
-        self._sha = record.key
-        self.parent_sha = record.parent_key
-        self.recipe = record.recipe
-        self.root_state = record.parent_key is None
-        self.tags = list(record.tags)
-        for name, value in record.properties.items():
-            setattr(self, name, value)
-
-    @classmethod
-    def new_root(
-        cls,
-        properties: dict[str, Any],
-        key: str,
-        storage: StateStorage,
-        owner: TreeOwner | None = None,
-    ) -> ExperimentState:
-        """A root with its properties set and its key fixed; no payload yet."""
-        root = cls(parent_sha=None, experiment_object=owner)
-        root.__dict__.update(properties)
-        root.root_state = True
-        root._sha = key
-        root._storage = storage
-        return root
-
-    @classmethod
-    def from_record(
-        cls, record: StateRecord, storage: StateStorage, owner: TreeOwner | None = None
-    ) -> ExperimentState:
-        """A slim state (no payload) rebuilt from its stored metadata."""
-        state = cls(parent_sha=record.parent_key, experiment_object=owner)
-        state._storage = storage
-        state.apply_record(record)
-        state.deflate()
-        return state
-
     def deflate(self) -> bool:
         """Drop the payload from memory, keeping key, properties, tags and links."""
-        for name in [name for name in self.__dict__ if self._in_payload(name)]:
+        for name in [name for name in self.__dict__ if in_payload(self, name)]:
             del self.__dict__[name]
         self.slim_loaded = True
         return True
@@ -346,19 +229,24 @@ class ExperimentState:
     # ------------------------------------------------------------ python protocols
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for attributes that are not set: explain a payload read on a slim state.
-        state = self.__dict__
-        if state.get("_pending") and name in type(self).NONHASHED_ATTRIBUTES:
-            self._compute_on_demand(name)
+        # Only reached for attributes that are not set: explain a payload read on a slim
+        # state; give the shortcuts to state.dagger that the class does not declare.
+        state, declared = self.__dict__, name in type(self).NONHASHED_ATTRIBUTES
+        bookkeeping: Bookkeeping | None = state.get("dagger")
+        mine = declared or name in type(self).PROPERTIES
+        if bookkeeping is not None and name in SHORTCUTS and not mine:
+            return getattr(bookkeeping, name)
+        if bookkeeping is not None and bookkeeping.pending and declared:
+            compute_on_demand(self, name)
             if name in state:
                 return state[name]
-        if state.get("slim_loaded") and name in type(self).NONHASHED_ATTRIBUTES:
-            key = str(state.get("_sha"))[:12]
-            record = state.get("record")
+        if bookkeeping is not None and state.get("slim_loaded") and declared:
+            key = str(bookkeeping.key)[:12]
+            record = bookkeeping.record
             if record is not None and record.status is Status.FAILED:
                 raise SlimStateError(
                     f"State {key} failed, so it has no {name!r}; its traceback is in "
-                    f"state.error:\n{record.error}"
+                    f"state.dagger.error:\n{record.error}"
                 )
             raise SlimStateError(
                 f"{name!r} is part of the payload of state {key}, which is slim (payload "
@@ -389,7 +277,77 @@ def defer_payload(state: ExperimentState) -> ExperimentState:
     NONHASHED_ATTRIBUTES is read, which loads it (or computes and stores it) then."""
     for name in state.NONHASHED_ATTRIBUTES:
         state.__dict__.pop(name, None)
-    state._pending = True
+    state.dagger.pending = True
+    return state
+
+
+def in_payload(state: ExperimentState, name: str) -> bool:
+    """Whether attribute ``name`` is stored in the payload: any but the state's own
+    attributes and its PROPERTIES (kept in its record)."""
+    return name not in STATE_ATTRIBUTES and name not in state.PROPERTIES
+
+
+def payload_of(state: ExperimentState) -> dict[str, Any]:
+    """Everything stored apart from the metadata: the NONHASHED_ATTRIBUTES and any other
+    attribute a recipe set."""
+    return {name: value for name, value in vars(state).items() if in_payload(state, name)}
+
+
+def compute_on_demand(state: ExperimentState, name: str) -> None:
+    """Load, or compute and store (with its ancestors), the payload of a state defined
+    but not computed: as in the original dagger, ``exp.root.model`` is there at once."""
+    storage, key, owner = state.dagger.find_storage(), state.sha(), state.experiment_object
+    with contextlib.suppress(StateNotFoundError):  # not defined there: cannot compute
+        if storage is not None and not storage.is_done(key) and owner is not None:
+            owner.compute(key)
+    if storage is None or not storage.is_done(key):
+        raise PayloadNotComputedError(
+            f"{name!r} is part of the payload of state {key[:12]}, which is defined but "
+            "not computed (and cannot be computed here); call promise.get() or exp.run()."
+        )
+    if state.dagger.pending:
+        fill_payload(state, storage, storage.read_record(key))
+
+
+def apply_record(state: ExperimentState, record: StateRecord) -> None:
+    """Take key, lineage, properties and tags from stored metadata (no payload)."""
+    state.dagger.record = record
+    state.dagger.key = record.key
+    state.parent_sha = record.parent_key
+    state.recipe = record.recipe
+    state.root_state = record.parent_key is None
+    state.tags = list(record.tags)
+    for name, value in record.properties.items():
+        setattr(state, name, value)
+
+
+def new_root(
+    cls: type[ExperimentState],
+    properties: dict[str, Any],
+    key: str,
+    storage: StateStorage,
+    owner: TreeOwner | None = None,
+) -> ExperimentState:
+    """A root with its properties set and its key fixed; no payload yet."""
+    root = cls(parent_sha=None, experiment_object=owner)
+    root.__dict__.update(properties)
+    root.root_state = True
+    root.dagger.key = key
+    root.dagger.storage = storage
+    return root
+
+
+def from_record(
+    cls: type[ExperimentState],
+    record: StateRecord,
+    storage: StateStorage,
+    owner: TreeOwner | None = None,
+) -> ExperimentState:
+    """A slim state (no payload) rebuilt from its stored metadata."""
+    state = cls(parent_sha=record.parent_key, experiment_object=owner)
+    state.dagger.storage = storage
+    apply_record(state, record)
+    state.deflate()
     return state
 
 
@@ -400,15 +358,16 @@ def record_of(
     details: dict[str, Any],
 ) -> StateRecord:
     """The metadata stored for ``state``: its key, lineage, properties, tags and metrics."""
+    logged = state.dagger.logged
     return StateRecord(
         key=state.sha(),
         parent_key=state.parent_sha,
         state_class=type(state).__qualname__,
         recipe=identity,
-        properties=state.property_values(),
+        properties=state.dagger.properties(),
         tags=tuple(sorted(set(state.tags))),
         status=status,
-        metrics={**(state.record.metrics if state.record else {}), **state._metrics},
+        metrics={**(state.dagger.record.metrics if state.dagger.record else {}), **logged},
         **details,
     )
 
@@ -423,7 +382,7 @@ def store_state(
     for hook in state.save_pre_hooks:
         hook()
     record = record_of(state, identity, Status.DONE, details)
-    state.record = storage.write_state(record, state.payload())
+    state.dagger.record = storage.write_state(record, payload_of(state))
     for hook in state.save_post_hooks:
         hook()
 
@@ -431,11 +390,11 @@ def store_state(
 def fill_payload(state: ExperimentState, storage: StateStorage, record: StateRecord) -> None:
     """Load the stored payload (and metadata) of ``state`` into the object itself."""
     payload = storage.load_payload(record.key)
-    state.apply_record(record)
+    apply_record(state, record)
     state.__dict__.update(payload)
     state.from_cache = True
     state.slim_loaded = False
-    state._pending = False
+    state.dagger.pending = False
     for hook in state.load_post_hooks:
         hook()
 
@@ -445,6 +404,6 @@ def load_state(
 ) -> ExperimentState:
     """A computed state with its payload loaded."""
     record = storage.read_record(key)
-    state = state_class.from_record(record, storage)
+    state = from_record(state_class, record, storage)
     fill_payload(state, storage, record)
     return state

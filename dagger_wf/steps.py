@@ -40,23 +40,23 @@ def step_child(parent: ExperimentState, recipe: StepRecipe, key: str) -> Experim
     """The child a recipe will change, with its key fixed: known from the plan, it is
     never recomputed where the recipe's source may be absent (a cluster node)."""
     child = parent.new_state(recipe)
-    child._sha = key
+    child.dagger.key = key
     return child
 
 
 @contextlib.contextmanager
 def recording(state: ExperimentState) -> Iterator[None]:
-    """Inside the block, ``state.log_metric`` records (a recipe or Function is running)."""
-    state._recording = True
+    """Inside the block, ``state.dagger.log_metric`` records (a recipe or Function runs)."""
+    state.dagger.recording = True
     try:
         yield
     finally:
-        state._recording = False
+        state.dagger.recording = False
 
 
 def logged_metrics(state: ExperimentState) -> dict[str, list[list[float]]]:
     """What was logged on ``state`` in this process (not what was stored before)."""
-    return dict(state._metrics)
+    return dict(state.dagger.logged)
 
 
 def adopt_result(
@@ -64,9 +64,9 @@ def adopt_result(
 ) -> ExperimentState:
     """Whatever object ``run()`` returned is the state ``key`` names: it takes the key,
     lineage, storage and logged metrics of the child it was made from."""
-    result._recording = False
-    result._metrics = {**made_from._metrics, **result._metrics}
-    result._sha, result.parent_sha, result.recipe = key, made_from.parent_sha, recipe
+    result.dagger.recording = False
+    result.dagger.logged = {**made_from.dagger.logged, **result.dagger.logged}
+    result.dagger.key, result.parent_sha, result.recipe = key, made_from.parent_sha, recipe
     result.root_state = False
-    result._storage = made_from._storage
+    result.dagger.storage = made_from.dagger.storage
     return result

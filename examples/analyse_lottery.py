@@ -106,7 +106,7 @@ def plot(frame: pd.DataFrame, dense_accuracy: float, path: Path) -> None:
 def plot_loss_curves(tree: dg.StaticExperimentTree, path: Path) -> Path:
     """Training loss per epoch of the dense model and of each rewound ticket."""
     trained = tree.nodes.filter("!pruned") | tree.nodes.filter("rewind")
-    with_loss = trained.filter(lambda node: "loss" in node.record.metrics)
+    with_loss = trained.filter(lambda node: "loss" in node.dagger.record.metrics)
     ax = tree.plot_metric("loss", with_loss)
     ax.set_xlabel("epoch")
     ax.set_title("Training loss: dense model and rewound tickets")

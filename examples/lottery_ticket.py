@@ -78,8 +78,8 @@ def record_metrics(state: LotteryState) -> None:
     """Store accuracy and sparsity in the payload, and log them as metrics."""
     state.accuracy = lm.evaluate(state.model, state.eval_data)
     state.sparsity = lm.sparsity(state.model)
-    state.log_metric("eval_accuracy", state.accuracy)
-    state.log_metric("sparsity", state.sparsity)
+    state.dagger.log_metric("eval_accuracy", state.accuracy)
+    state.dagger.log_metric("sparsity", state.sparsity)
 
 
 class Train(dg.Recipe):
@@ -102,8 +102,8 @@ class Train(dg.Recipe):
             generator=state_generator(state),
         )
         for epoch, (loss, train_accuracy) in enumerate(state.history):
-            state.log_metric("loss", loss, step=epoch)
-            state.log_metric("train_accuracy", train_accuracy, step=epoch)
+            state.dagger.log_metric("loss", loss, step=epoch)
+            state.dagger.log_metric("train_accuracy", train_accuracy, step=epoch)
         record_metrics(state)
         return state
 

@@ -134,7 +134,7 @@ def test_each_state_records_the_git_commit_and_dirty_work_tree_it_ran_in(tmp_pat
     (tmp_path / "notes.txt").write_text("first\nuncommitted line\n")
     _run(tmp_path, "1", 1)
     tree = dg.Experiment.restore(tmp_path / "exp").graph
-    record = tree.nodes_at_distance(1)[0].record
+    record = tree.nodes_at_distance(1)[0].dagger.record
     environment = load_snapshot(tmp_path / "exp", "environments", record.environment)
     assert environment["git"]["dirty"] is True
     assert "+uncommitted line" in environment["git"]["diff"]

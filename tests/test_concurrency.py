@@ -96,9 +96,9 @@ def _everything_loads(directory):
         tree = dg.Experiment.restore(directory, slim=False).graph
     store = ExperimentStore(directory)
     for state in tree.nodes:
-        if state.record.code:  # a root has no recipe code
-            load_snapshot(directory, CODE, state.record.code)
-        load_snapshot(directory, ENVIRONMENTS, state.record.environment)
+        if state.dagger.record.code:  # a root has no recipe code
+            load_snapshot(directory, CODE, state.dagger.record.code)
+        load_snapshot(directory, ENVIRONMENTS, state.dagger.record.environment)
         assert store.load_payload(state.sha()) is not None
     return tree
 

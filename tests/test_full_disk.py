@@ -79,7 +79,7 @@ def visits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def log_losses(state):
     """A Function whose evaluation takes a few pages of the disk: it logs 200 values."""
     for step in range(200):
-        state.log_metric("loss", 1 / (step + 1))
+        state.dagger.log_metric("loss", 1 / (step + 1))
 
 
 def _define(directory: Path, sizes_kib: list[list[int]], function: bool = False):

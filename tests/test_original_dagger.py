@@ -131,13 +131,47 @@ def test_a_keyword_nothing_declares_is_a_warning_not_an_error(experiment_dir):
     assert root.get().model["schema"] is None
 
 
+class SeededState(dg.ExperimentState):
+    """The tutorial's way: ``seed`` is a property, set again in initialize_state."""
+
+    PROPERTIES = ["dataset_name", "seed"]
+    NONHASHED_ATTRIBUTES = ["model"]
+
+    def initialize_state(self, seed=None, **kwargs):
+        self.seed = seed
+        self.model = {"initialised with": seed}
+
+
+class RecordDerivedSeed(dg.Recipe):
+    def run(self, state):
+        state.model = {**state.model, "derived seed": state.dagger.seed}
+        return state
+
+
+def test_the_tutorials_seed_property_is_the_users_and_the_derived_seed_is_in_state_dagger(
+    tmp_path,
+):
+    def run_in(directory):
+        exp = dg.Experiment(directory, SeededState)
+        trained = RecordDerivedSeed()(exp.spawn_new_tree(dataset_name="mnist", seed=1234))
+        exp.run()
+        return dg.Experiment.restore(directory).graph.node(trained.key)
+
+    first, second = run_in(tmp_path / "first"), run_in(tmp_path / "second")
+    derived = first.dagger.record.seed
+    assert first.seed == 1234 and derived is not None and derived != 1234
+    with first.lazy_load():
+        assert first.model == {"initialised with": 1234, "derived seed": derived}
+    assert second.dagger.record.seed == derived  # reproducible: the same in every run
+
+
 # ---------------------------------------------------------------- 4. the root right away
 
 
 def test_the_root_payload_is_there_right_after_spawn_new_tree(experiment_dir):
     exp, root = _tutorial_tree(experiment_dir)
     assert exp.root.model["layers"] == [3, 2, 1]
-    assert dg.Experiment.restore(experiment_dir).graph.node(root.key).status == "done"
+    assert dg.Experiment.restore(experiment_dir).graph.node(root.key).dagger.status == "done"
     assert exp.run().cached == {root.key}
 
 
@@ -350,6 +384,93 @@ def test_load_post_hooks_run_after_a_payload_is_loaded(tmp_path):
     assert loaded_keys == []  # slim: nothing loaded yet
     node.restore()
     assert loaded_keys == [root.key]
+
+
+# ---------------------------------------------------------------- 8. hand-built states
+
+
+def test_a_state_built_by_hand_saves_and_restores(experiment_dir):
+    # original: tests/test_dag.py::TestExperimentState::test_state_save and test_state_restore
+    exp = dg.Experiment(experiment_dir, EmptyState)
+    state = EmptyState(experiment_object=exp)
+    state.a, state.B, state.c = 5, "hello", 12345
+    state.save()
+    assert state.path.is_file() and not state.from_cache
+    state.deflate()
+    assert "c" not in state.__dict__
+    assert state.restore()
+    assert (state.a, state.B, state.c, state.from_cache) == (5, "hello", 12345, True)
+
+
+def test_save_hooks_of_a_hand_built_state_run_around_what_is_stored(experiment_dir):
+    # original: tests/test_dag.py::TestExperimentState::test_save_hooks
+    exp = dg.Experiment(experiment_dir, EmptyState)
+    state = EmptyState(experiment_object=exp)
+    state.c = 5
+    state.save_pre_hooks = [lambda: setattr(state, "c", 6)]
+    state.save_post_hooks = [lambda: setattr(state, "c", 7)]
+    state.save()
+    assert state.c == 7
+    state.deflate()
+    assert state.restore() and state.c == 6
+
+
+def test_a_save_hook_changing_a_property_changes_the_key_so_restore_finds_nothing(
+    experiment_dir,
+):
+    # original: tests/test_dag.py::TestExperimentState::test_state_sha_save_hook
+    exp = dg.Experiment(experiment_dir, EmptyState)
+    state = EmptyState(experiment_object=exp)
+    state.a = 5
+    state.save_post_hooks = [lambda: setattr(state, "a", 7)]
+    state.save()
+    state.deflate()
+    assert not state.restore()
+
+
+def test_a_child_made_by_new_state_without_a_recipe_has_its_own_key(experiment_dir):
+    # original: tests/test_dag.py::TestExperimentState::test_new_state
+    exp = dg.Experiment(experiment_dir, EmptyState)
+    root = EmptyState(experiment_object=exp)
+    root.c = "root's"
+    exp.root = root
+    root.save()
+    child = EmptyState.new_state(root)
+    child.c = "child's"
+    assert child.parent_sha == root.sha() != child.sha()
+    assert child.experiment_object is exp
+    child.save()
+    exp.save()
+    graph = dg.Experiment.restore(experiment_dir).graph
+    assert len(graph.nodes) == 2
+    assert graph.edge_map[root.sha()] == {child.sha()}
+    with graph.node(root.sha()).lazy_load() as stored_root:
+        assert stored_root.c == "root's"  # the child's save did not overwrite it
+
+
+def test_hand_built_states_restore_slim_and_lazy_load_full(experiment_dir):
+    # original: tests/test_dag.py::TestExperimentState::test_state_lazy_load
+    exp = dg.Experiment(experiment_dir, EmptyState)
+    root = EmptyState(experiment_object=exp)
+    exp.root = root
+    root.save()
+    EmptyState.new_state(root).save()
+    exp.save()
+    for slim in (True, False):
+        graph = dg.Experiment.restore(experiment_dir, slim=slim).graph
+        for state in graph.node_map.values():
+            assert state.slim_loaded is slim
+            with state.lazy_load():
+                assert not state.slim_loaded
+            assert state.slim_loaded
+
+
+def test_saving_a_state_the_plan_defines_before_it_is_computed_is_refused(experiment_dir):
+    exp = dg.Experiment(experiment_dir, EmptyState)
+    defined = Retrain(3)(exp.spawn_new_tree(a=1, B=2))
+    with pytest.raises(dg.StateNotComputedError, match=r"exp\.run"):
+        exp.defined_state(defined.key).save()
+    assert not exp.store.is_done(defined.key)
 
 
 # ---------------------------------------------------------------- 9. small ones

@@ -120,10 +120,14 @@ def test_a_second_run_computes_nothing_but_runs_every_function_again(
 ) -> None:
     exp, keys = _deterministic_tree(tmp_path / "store")
     run(exp)
-    first = {key: state.record.finished for key, state in _stored(tmp_path / "store").items()}
+    first = {
+        key: state.dagger.record.finished for key, state in _stored(tmp_path / "store").items()
+    }
     again, _ = _deterministic_tree(tmp_path / "store")
     run(again)
-    second = {key: state.record.finished for key, state in _stored(tmp_path / "store").items()}
+    second = {
+        key: state.dagger.record.finished for key, state in _stored(tmp_path / "store").items()
+    }
     assert second == first
     evaluated = [keys["scaled 2"], keys["scaled 3"]]
     assert sorted(visits_file.read_text().split()) == sorted(evaluated * 2)
@@ -139,24 +143,24 @@ def test_a_failure_fails_its_state_skips_its_subtree_and_every_other_branch_fini
     healthy = Prune("magnitude", 0.5)(Scale(3)(root))
     run(exp)
     stored = _stored(tmp_path / "store")
-    assert stored[doomed.key].status is dg.Status.FAILED
-    assert "ValueError: recipe bug" in (stored[doomed.key].error or "")
+    assert stored[doomed.key].dagger.status is dg.Status.FAILED
+    assert "ValueError: recipe bug" in (stored[doomed.key].dagger.error or "")
     assert below.key not in stored
-    assert stored[healthy.key].status is dg.Status.DONE
+    assert stored[healthy.key].dagger.status is dg.Status.DONE
 
 
 def test_a_seeded_stochastic_recipe_stores_what_a_single_threaded_run_stores(
     run: Run, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if request.node.callspec.params["run"] == "threads":
-        pytest.skip("threads share Python's global generator: only state.seed is safe there")
+        pytest.skip("threads share Python's global generator: only state.dagger.seed is safe there")
 
     def drawn(directory: Path, runner: Run) -> tuple[list[float], int | None]:
         exp = dg.Experiment(directory, State)
         state = DrawsRandom()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
         runner(exp, seed=7)
         with _stored(directory)[state.key].lazy_load() as loaded:
-            return loaded.weights, loaded.record.seed
+            return loaded.weights, loaded.dagger.record.seed
 
     def single_threaded(exp: dg.Experiment, seed: int | None = None) -> None:
         exp.run(scheduler="single-threaded", seed=seed)

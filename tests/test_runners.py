@@ -42,9 +42,9 @@ def test_a_failed_state_records_its_traceback_visible_after_restore(tmp_path):
     with pytest.raises(ValueError):
         exp.run()
     node = dg.Experiment.restore(tmp_path).graph.node(doomed.key)
-    assert node.status == "failed"
-    assert "ValueError: first failure" in node.error
-    assert node.record.finished is not None
+    assert node.dagger.status == "failed"
+    assert "ValueError: first failure" in node.dagger.error
+    assert node.dagger.record.finished is not None
 
 
 def test_every_failure_is_listed_and_the_first_in_tree_order_is_raised(tmp_path):
@@ -122,7 +122,7 @@ def test_a_worker_killed_mid_recipe_fails_that_state_and_the_rest_finishes(tmp_p
     )
     assert (tmp_path / "states" / f"{healthy.key}.json").exists()
     node = dg.Experiment.restore(tmp_path).graph.node(killed.key)
-    assert node.status == "failed" and "ended before it finished" in node.error
+    assert node.dagger.status == "failed" and "ended before it finished" in node.dagger.error
     assert not list(tmp_path.glob("running/*"))
 
 
@@ -131,7 +131,7 @@ def _drawn(directory, seed):
     drawn = DrawsRandom()(exp.spawn_new_tree(dataset_name="d", model_name="m"))
     exp.run(seed=seed)
     with dg.Experiment.restore(directory).graph.node(drawn.key).lazy_load() as state:
-        return state.weights, state.record.seed
+        return state.weights, state.dagger.record.seed
 
 
 def test_the_same_seed_gives_the_same_draws_and_another_seed_other_draws(tmp_path):

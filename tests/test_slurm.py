@@ -62,7 +62,7 @@ def test_example_tree_runs_as_slurm_jobs_and_matches_the_dask_run(slurm_cluster,
     assert payload_bytes(tmp_path / "slurm") == payload_bytes(tmp_path / "dask")
     tree = dg.Experiment.restore(tmp_path / "slurm").graph
     assert len(tree) == 32
-    assert {node.record.runner.split(":")[0] for node in tree.nodes} == {"slurm"}
+    assert {node.dagger.record.runner.split(":")[0] for node in tree.nodes} == {"slurm"}
 
 
 class Overrun(dg.Recipe):
@@ -85,10 +85,10 @@ def test_a_job_past_its_time_limit_fails_its_state_saying_so(slurm_cluster, tmp_
     result = run_snakemake(exp.emit_snakefile(tmp_path / "Snakefile"), "slurm", check=False)
     assert result.returncode != 0
     tree = dg.Experiment.restore(tmp_path / "store").graph
-    assert tree.node(healthy.key).status == "done"
+    assert tree.node(healthy.key).dagger.status == "done"
     node = tree.node(overrun.key)
-    assert node.status == "failed"
-    assert "time limit" in node.error and "RESOURCES['runtime']" in node.error
+    assert node.dagger.status == "failed"
+    assert "time limit" in node.dagger.error and "RESOURCES['runtime']" in node.dagger.error
 
 
 def test_dask_jobqueue_slurm_cluster_runs_the_tree(slurm_cluster, tmp_path):
@@ -116,4 +116,6 @@ def test_dask_jobqueue_slurm_cluster_runs_the_tree(slurm_cluster, tmp_path):
         cluster.close()
     assert report.ran == {promise.key for promise in promises.values()}
     assert payload_bytes(tmp_path / "store") == payload_bytes(tmp_path / "reference")
-    assert all(node.record.host for node in dg.Experiment.restore(tmp_path / "store").graph.nodes)
+    assert all(
+        node.dagger.record.host for node in dg.Experiment.restore(tmp_path / "store").graph.nodes
+    )

@@ -37,7 +37,7 @@ def test_local_profile_computes_the_same_bytes_as_the_dask_runner(tmp_path):
     run_snakemake(_emit(exp, tmp_path), "local")
     assert payload_bytes(tmp_path / "store") == payload_bytes(tmp_path / "dask")
     tree = dg.Experiment.restore(tmp_path / "store").graph
-    assert {node.record.runner for node in tree.nodes} == {"snakemake"}
+    assert {node.dagger.record.runner for node in tree.nodes} == {"snakemake"}
     assert set(tree.node_map) == {promise.key for promise in promises.values()}
 
 
@@ -114,7 +114,7 @@ def test_a_failing_recipe_fails_its_state_others_finish_and_a_fixed_rerun_comput
     states = tmp_path / "store" / "states"
     assert (states / f"{healthy.key}.json").exists() and not (states / f"{below.key}.json").exists()
     failed = dg.Experiment.restore(tmp_path / "store").graph.node(broken.key)
-    assert failed.status == "failed" and "ValueError: recipe bug" in failed.error
+    assert failed.dagger.status == "failed" and "ValueError: recipe bug" in failed.dagger.error
     done_before = {path.name: path.stat().st_mtime_ns for path in states.glob("*.json")}
 
     fixed, _, below_fixed, _ = _failing_tree(tmp_path / "store", fixed=True)
@@ -152,7 +152,7 @@ def test_a_killed_workflow_leaves_no_half_state_and_reruns(tmp_path):
     run_snakemake(snakefile, "local", "--unlock")  # what Snakemake asks after a kill
     run_snakemake(snakefile, "local")
     tree = dg.Experiment.restore(tmp_path / "store").graph
-    assert len(tree) == 13 and all(node.status == "done" for node in tree.nodes)
+    assert len(tree) == 13 and all(node.dagger.status == "done" for node in tree.nodes)
 
 
 class Heavy(dg.Recipe):

@@ -32,6 +32,64 @@ def test_reserved_attribute_names_cannot_be_declared():
             PROPERTIES = ["parent"]
 
 
+class UsersNames(dg.ExperimentState):
+    """Names dagger_wf once took for itself, declared by a user."""
+
+    PROPERTIES = ["seed", "status"]
+    NONHASHED_ATTRIBUTES = ["payload", "error", "metrics", "record", "log_metric", "key"]
+
+    def initialize_state(self, **kwargs):
+        self.payload, self.error, self.metrics = b"bytes", "no error", {"loss": 1.0}
+        self.record, self.log_metric, self.key = "vinyl", [0.5], "C minor"
+
+
+class UseTheUsersNames(dg.Recipe):
+    def run(self, state):
+        state.dagger.log_metric("seen", 1.0)
+        state.record = f"{state.record}, played with seed {state.seed}"
+        return state
+
+
+def test_names_dagger_wf_added_itself_are_the_users_to_declare(experiment_dir):
+    exp = dg.Experiment(experiment_dir, UsersNames)
+    child = UseTheUsersNames()(exp.spawn_new_tree(seed=7, status="draft"))
+    exp.run()
+    node = dg.Experiment.restore(experiment_dir).graph.node(child.key)
+    assert (node.seed, node.status) == (7, "draft")
+    assert node.dagger.status == "done" and node.dagger.seed != 7
+    assert node.dagger.load_metric("seen") == [(0, 1.0)]
+    with node.lazy_load():
+        assert (node.payload, node.error, node.metrics) == (b"bytes", "no error", {"loss": 1.0})
+        assert (node.record, node.log_metric, node.key) == (
+            "vinyl, played with seed 7",
+            [0.5],
+            "C minor",
+        )
+
+
+# What the original dagger's ExperimentState itself uses (facebookresearch/dagger,
+# dagger/experiment.py), and the one name dagger_wf adds.
+ORIGINAL_NAMES = {
+    *["PROPERTIES", "NONHASHED_ATTRIBUTES", "initialize_state", "parent", "parent_sha"],
+    *["children", "root_state", "recipe", "experiment_object", "from_cache", "slim_loaded"],
+    *["slim_sha", "tags", "save_pre_hooks", "save_post_hooks", "load_post_hooks", "root"],
+    *["directory", "path", "sha", "new_state", "to_promise", "save", "restore", "deflate"],
+    *["lazy_load"],
+}
+
+
+def test_a_state_has_no_names_beyond_the_originals_but_dagger():
+    names = {name for name in dir(State()) if not name.startswith("__")}
+    assert names - set(State.PROPERTIES + State.NONHASHED_ATTRIBUTES) <= ORIGINAL_NAMES | {"dagger"}
+
+
+def test_the_one_name_dagger_wf_adds_cannot_be_declared():
+    with pytest.raises(dg.ReservedPropertyNameError, match="'dagger'"):
+
+        class Clashing(dg.ExperimentState):
+            NONHASHED_ATTRIBUTES = ["dagger"]
+
+
 def test_a_name_cannot_be_both_hashed_and_not_hashed():
     with pytest.raises(dg.OverlappingAttributesError, match="model"):
 
@@ -122,11 +180,11 @@ def test_saving_a_changed_restored_state_keeps_how_it_was_computed(experiment_di
     exp.run()
     node = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
     node.restore()
-    started = node.record.started
+    started = node.dagger.record.started
     node.weights = [42.0]
     node.save()
     again = dg.Experiment.restore(experiment_dir).graph.node(promises["trained 0.1"].key)
-    assert again.record.started == started
+    assert again.dagger.record.started == started
     with again.lazy_load():
         assert again.weights == [42.0]
 
@@ -149,3 +207,17 @@ def test_recipe_identity_field_names_cannot_be_recipe_properties():
 
         class Clashing(dg.Recipe):
             PROPERTIES = ["module"]
+
+
+def test_the_old_spellings_read_state_dagger_where_the_class_declares_no_such_name(
+    experiment_dir,
+):
+    from trees import Train
+
+    exp = dg.Experiment(experiment_dir, State)
+    trained = Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
+    exp.run()
+    node = dg.Experiment.restore(experiment_dir).graph.node(trained.key)
+    assert node.status is node.dagger.status is dg.Status.DONE
+    assert node.record is node.dagger.record and node.seed == node.dagger.seed
+    assert node.metrics() == node.dagger.metrics()

@@ -16,7 +16,7 @@ class Fit(dg.Recipe):
 
     def run(self, state):
         for epoch in range(3):
-            state.log_metric("loss", self.lr / (epoch + 1))
+            state.dagger.log_metric("loss", self.lr / (epoch + 1))
         return state
 
 
@@ -42,14 +42,14 @@ def test_metrics_logged_in_a_recipe_are_stored_in_order_with_steps(experiment_di
     exp, fitted = _fitted_tree(experiment_dir)
     exp.run()
     node = dg.Experiment.restore(experiment_dir).graph.node(fitted[0.2].key)
-    assert node.load_metric("loss") == [(0, 0.2), (1, 0.1), (2, pytest.approx(0.2 / 3))]
+    assert node.dagger.load_metric("loss") == [(0, 0.2), (1, 0.1), (2, pytest.approx(0.2 / 3))]
 
 
 def test_a_function_returning_a_dict_of_numbers_records_them_as_metrics(experiment_dir):
     exp, fitted = _fitted_tree(experiment_dir)
     exp.run()
     node = dg.Experiment.restore(experiment_dir).graph.node(fitted[0.1].key)
-    assert node.load_metric("accuracy") == [(0, 0.6)]
+    assert node.dagger.load_metric("accuracy") == [(0, 0.6)]
 
 
 def test_unknown_metric_lists_the_known_ones(experiment_dir):
@@ -57,7 +57,7 @@ def test_unknown_metric_lists_the_known_ones(experiment_dir):
     exp.run()
     node = dg.Experiment.restore(experiment_dir).graph.node(fitted[0.1].key)
     with pytest.raises(dg.UnknownMetricError, match="loss"):
-        node.load_metric("los")
+        node.dagger.load_metric("los")
 
 
 def test_log_metric_outside_a_recipe_is_refused(experiment_dir):
@@ -65,7 +65,7 @@ def test_log_metric_outside_a_recipe_is_refused(experiment_dir):
     exp.run()
     node = dg.Experiment.restore(experiment_dir).graph.node(fitted[0.1].key)
     with pytest.raises(dg.MetricOutsideRunError, match="inside"):
-        node.log_metric("loss", 1.0)
+        node.dagger.log_metric("loss", 1.0)
 
 
 class BadMetric(dg.Recipe):
@@ -75,7 +75,7 @@ class BadMetric(dg.Recipe):
         self.name, self.value = name, value
 
     def run(self, state):
-        state.log_metric(self.name, self.value)
+        state.dagger.log_metric(self.name, self.value)
         return state
 
 
@@ -154,7 +154,7 @@ def test_a_stored_train_state_records_its_seed_and_runner(experiment_dir):
     exp = dg.Experiment(experiment_dir, State)
     trained = Train(1, 0.1)(exp.spawn_new_tree(dataset_name="d", model_name="m"))
     exp.run()
-    record = dg.Experiment.restore(experiment_dir).graph.node(trained.key).record
+    record = dg.Experiment.restore(experiment_dir).graph.node(trained.key).dagger.record
     assert record.seed == int(trained.key[:8], 16) and record.runner == "dask"
 
 

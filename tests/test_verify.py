@@ -253,7 +253,7 @@ def test_a_function_on_a_damaged_state_runs_on_it_computed_again(experiment_dir)
     with pytest.warns(dg.CorruptStateWarning, match=keys["shifted"]):
         rerun.run()
     node = dg.Experiment.restore(experiment_dir).graph.node(keys["shifted"])
-    assert node.load_metric("first") == [(0, 1.0)]
+    assert node.dagger.load_metric("first") == [(0, 1.0)]
     assert _stored_bytes(experiment_dir, keys["shifted"]) == original
 
 
@@ -280,7 +280,7 @@ def test_a_snakemake_job_computes_again_a_parent_whose_record_is_damaged(tmp_pat
     result = run_snakemake(rerun.emit_snakefile(tmp_path / "Snakefile"), "local")
     assert "CorruptStateWarning" in result.stderr and shifted in result.stderr
     assert _stored_bytes(tmp_path / "store", shifted) == original
-    assert dg.Experiment.restore(tmp_path / "store").graph.node(shifted).record is not None
+    assert dg.Experiment.restore(tmp_path / "store").graph.node(shifted).dagger.record is not None
 
 
 def test_a_full_restore_skips_a_damaged_state_with_a_warning_and_loads_the_rest(experiment_dir):

@@ -177,14 +177,14 @@ class Scale(dg.Recipe):
 
 
 class DrawsRandom(dg.Recipe):
-    """Stochastic: draws from Python's generator and from one seeded by state.seed."""
+    """Stochastic: draws from Python's generator and from one seeded by state.dagger.seed."""
 
     def run(self, state):
         import random
 
         import numpy as np
 
-        state.weights = [random.random(), float(np.random.default_rng(state.seed).random())]
+        state.weights = [random.random(), float(np.random.default_rng(state.dagger.seed).random())]
         return state
 
 

@@ -36,9 +36,7 @@ def default_label(node: ExperimentState) -> str:
         step = "root"
     else:
         identity = identity_of(recipe)
-        values = ", ".join(
-            f"{name}={_short(value)}" for name, value in identity.properties.items()
-        )
+        values = ", ".join(f"{name}={_short(value)}" for name, value in identity.properties.items())
         step = f"{identity.class_name}({values})"
     return "\n".join([f"{short_key(node.sha())}  {step}", *own_tags(node)])
 
@@ -80,13 +78,13 @@ def tree_digraph(
     for key in _drawing_order(by_key, edge_map):
         node = by_key[key]
         lines = (label or default_label)(node).split("\n")
-        if node.status is Status.FAILED:
+        if node.dagger.status is Status.FAILED:
             lines.append("FAILED")
         if key in superseded:
             lines.append("superseded")
             style = {"color": SUPERSEDED_COLOUR, "fontcolor": SUPERSEDED_COLOUR, "style": "dashed"}
         else:
-            style = {"color": _STATUS_COLOURS.get(node.status, "black")}
+            style = {"color": _STATUS_COLOURS.get(node.dagger.status, "black")}
         text = "\\n".join(line.replace('"', "'") for line in lines)
         dot.node(key, text, **{**style, **(node_args or {})})
         for child in _ordered(edge_map.get(key, ()), by_key):

@@ -6,7 +6,7 @@ import warnings
 
 from ..errors import CorruptStateError, CorruptStateWarning
 from ..records import Status
-from ..state import ExperimentState, TreeOwner
+from ..state import ExperimentState, TreeOwner, from_record
 from ..store import ExperimentStore
 from ..store.definitions import current_keys_of
 from .tree import StaticExperimentTree
@@ -38,7 +38,7 @@ def load_tree(
     current = current_keys_of(store, records)
     for record in records:
         if include_superseded or record.key in current:
-            node_map[record.key] = state_class.from_record(record, store, owner)
+            node_map[record.key] = from_record(state_class, record, store, owner)
     for state in node_map.values():
         parent = node_map.get(state.parent_sha) if state.parent_sha else None
         if parent is not None:
@@ -50,7 +50,7 @@ def load_tree(
     )
     if not slim:
         for state in node_map.values():
-            if state.status is Status.DONE:
+            if state.dagger.status is Status.DONE:
                 try:
                     state.restore()
                 except CorruptStateError as error:

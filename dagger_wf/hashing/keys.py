@@ -319,8 +319,12 @@ def root_key_ingredients(state_class: type, properties: Mapping[str, object]) ->
     }
 
 
-def child_key(parent_key: str, recipe: RecipeIdentity) -> str:
-    """Key of the state a recipe makes from the state whose key is ``parent_key``."""
+def child_key(parent_key: str, recipe: RecipeIdentity | None) -> str:
+    """Key of the state a recipe makes from the state whose key is ``parent_key``; with no
+    recipe (a child made by hand with ``new_state()``), a key of its own, never the
+    parent's, and the same for the same parent."""
+    if recipe is None:
+        return digest("State.new_state", parent_key)
     return digest("Recipe", *child_key_ingredients(parent_key, recipe).values())
 
 

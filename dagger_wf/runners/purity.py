@@ -14,7 +14,7 @@ import warnings
 
 from ..errors import ImpurityWarning
 from ..plan import PlannedState
-from ..state import ExperimentState
+from ..state import ExperimentState, payload_of
 from ..store import ExperimentStore
 from ..store.payload import payload_bytes
 from ..tracking.seeding import seed_from_key
@@ -46,7 +46,7 @@ def check_purity(
     outputs = []
     for _ in range(max(runs, 2)):
         state = run_step(planned, initial_state(store, planned, state_class), seed)
-        outputs.append({name: payload_bytes(value) for name, value in state.payload().items()})
+        outputs.append({name: payload_bytes(value) for name, value in payload_of(state).items()})
     names = sorted(set().union(*outputs))
     differing = tuple(name for name in names if len({output.get(name) for output in outputs}) > 1)
     report = PurityReport(planned.key, max(runs, 2), differing)

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import RecipeReturnError, RecipeSourceUnavailableError, WorkflowOutdatedError
 from ..hashing import recipe_code_version
 from ..plan import PlannedState
-from ..state import ExperimentState, load_state
+from ..state import ExperimentState, load_state, new_root
 from ..steps import adopt_result, recording, step_child
 from ..store import ExperimentStore
 from ..tracking.seeding import seed_everything
@@ -36,7 +36,7 @@ def _checked_result(
             f"{recipe}.run() returned a {type(result).__qualname__}, but the tree holds "
             f"{type(given).__qualname__} states; change the state run() was given and return it."
         )
-    if result is not given and (result.root_state or result.record is not None):
+    if result is not given and (result.root_state or result.dagger.record is not None):
         raise RecipeReturnError(
             f"{recipe}.run() returned another state of the tree ({result.sha()[:12]}) "
             "instead of the state it was given; storing it would change that state's key. "
@@ -84,7 +84,7 @@ def initial_state(
     """The state before its step runs: the root's properties, or a copy of the parent
     (loaded by ``load_parent(key)``; default: as stored, damage raising)."""
     if planned.recipe is None or planned.parent_key is None:
-        return state_class.new_root(planned.root_properties or {}, planned.key, store)
+        return new_root(state_class, planned.root_properties or {}, planned.key, store)
     _check_code_version(planned)
     load_parent = load_parent or functools.partial(load_state, store, state_class=state_class)
     return step_child(load_parent(planned.parent_key), planned.recipe, planned.key)
@@ -111,7 +111,7 @@ def running_step(state: ExperimentState) -> Iterator[None]:
 
 def run_step(planned: PlannedState, state: ExperimentState, seed: int) -> ExperimentState:
     seed_everything(seed)
-    state.seed = seed
+    state.dagger.seed = seed
     if planned.recipe is None:
         given = planned.root_arguments
         arguments = planned.root_properties if given is None else given  # an older plan

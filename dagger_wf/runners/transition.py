@@ -292,7 +292,7 @@ def _compute(context: StepContext, planned: PlannedState, store: ExperimentStore
     except Exception as error:
         duration = time.perf_counter() - start
         text = traceback.format_exc()
-        properties = state.property_values() if state is not None else None
+        properties = state.dagger.properties() if state is not None else None
         record = failure_record(planned, state_class, details, duration, error, text, properties)
         if state is not None:  # what it logged before failing
             record = dataclasses.replace(record, metrics=logged_metrics(state))
