@@ -129,18 +129,21 @@ def test_gc_in_a_loop_beside_a_run_and_a_resumed_run_deletes_nothing_they_use(tm
 
 OVERLAPPING_BRANCHES = textwrap.dedent(
     """
+    import os
     import sys
     import dagger_wf as dg
-    from trees import State, Visit
+    from trees import State, Visit, gather
 
     def define(directory, tag):
         # One script run by every process at once: each run's own branches stay in the
-        # current tree, since the runs overlap in time.
+        # current tree, since the runs overlap in time (gather makes sure they do).
         exp = dg.Experiment(directory, State)
         root = exp.spawn_new_tree(dataset_name="d", model_name="m")
         with exp.tag(tag):
             for branch in range(4):  # shared by every process
                 Visit(0.05, f"own {tag}")(Visit(0.3, branch)(root))
+        if "DAGGER_TEST_PROCESSES" in os.environ:
+            dg.Function(gather)(root)
         return exp
 
     if __name__ == "__main__":
@@ -190,6 +193,9 @@ def test_processes_on_overlapping_branches_compute_each_state_once_and_keep_ever
     tmp_path, processes
 ):
     visits, environment = _overlapping(tmp_path)
+    (tmp_path / "gathered").mkdir()
+    environment["DAGGER_TEST_GATHER"] = str(tmp_path / "gathered")
+    environment["DAGGER_TEST_PROCESSES"] = str(processes)
     tags = [f"p{index}" for index in range(processes)]
     workers = [_start(tmp_path, environment, tag) for tag in tags]
     for worker in workers:

@@ -221,6 +221,23 @@ class Visit(dg.Recipe):
         return state
 
 
+def gather(state):
+    """A Function that returns once $DAGGER_TEST_PROCESSES processes run it at once (each
+    leaves a file in $DAGGER_TEST_GATHER): runs that overlap in time, however loaded the
+    machine is."""
+    import os
+    import time
+    from pathlib import Path
+
+    gathered = Path(os.environ["DAGGER_TEST_GATHER"])
+    (gathered / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(gathered.iterdir())) < int(os.environ["DAGGER_TEST_PROCESSES"]):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other processes never ran this step")
+        time.sleep(0.05)
+
+
 class Grow(dg.Recipe):
     """Gives the state its own array of ``kib`` KiB (stored as a blob from 64 KiB on) and
     leaves a trace: one line per computation in $DAGGER_TEST_VISITS."""

@@ -52,24 +52,26 @@ class Definition:
     name: str
     root: str
     keys: frozenset[str]
-    defined_ns: int  # when the run started (its file's modification time)
+    defined_ns: int  # when the run began (its file's modification time)
     path: Path
     host: str = ""
     pid: int | None = 0  # None: an emitted workflow's, going on until it marks its end
-    concurrent: frozenset[str] = frozenset()  # runs of this definition going on then
 
-    @property
-    def finished(self) -> bool:
-        return _done_mark(self.path).exists()
+    def ended_ns(self) -> int | None:
+        """When the run ended (its end mark's time); None while it may be going on. A
+        run whose process died without marking its end ended, as far as anyone can
+        tell, when it began (a process on another host is taken to be alive)."""
+        try:
+            return _done_mark(self.path).stat().st_mtime_ns
+        except FileNotFoundError:
+            pass
+        alive = self.pid is None or self.host != socket.gethostname() or pid_alive(self.pid)
+        return None if alive else self.defined_ns
 
-    def going_on(self) -> bool:
-        """Whether the run may still be going on: not finished, and its process alive
-        (a process on another host is taken to be)."""
-        if self.finished:
-            return False
-        if self.pid is None:
-            return True
-        return self.host != socket.gethostname() or pid_alive(self.pid)
+    def overlaps(self, moment_ns: int) -> bool:
+        """Whether the run was going on at ``moment_ns`` (or is still)."""
+        ended = self.ended_ns()
+        return self.defined_ns <= moment_ns and (ended is None or ended >= moment_ns)
 
 
 def _done_mark(path: Path) -> Path:
@@ -83,22 +85,15 @@ def definition_directory(store: ExperimentStore, name: str, root: str) -> Path:
 def write_definition(
     store: ExperimentStore, name: str, root: str, keys: Iterable[str], workflow: bool = False
 ) -> Definition:
-    """Record that a run of the definition ``name`` defines exactly ``keys`` from
-    ``root``, in a file of its own. The runs of the definition going on now are named in
-    it: they stay current beside it (a sweep of one script started as several
-    processes), and the runs that ended before it are superseded and removed. A run
-    defining again what the last one defined, with no other going on, only touches that
-    one's file, so a run that reuses states needs no disk space. ``workflow``: the run
-    is an emitted workflow's, which marks its own end (:func:`finish_definition`) when
-    Snakemake finishes it."""
+    """Record that a run of the definition ``name``, beginning now, defines exactly
+    ``keys`` from ``root``, in a file of its own; the runs of the definition that had
+    ended are superseded for good and removed. ``workflow``: the run is an emitted
+    workflow's, which marks its own end (:func:`finish_definition`) when Snakemake
+    finishes it. On a full disk, a run defining what the latest run defined only
+    touches that run's file, so a run that reuses states needs no disk space."""
     directory = definition_directory(store, name, root)
     runs = _read_runs(directory)
     defined = frozenset(keys)
-    going_on = [run for run in runs if run.going_on()]
-    latest = max(runs, key=lambda run: run.defined_ns, default=None)
-    if latest is not None and not going_on and latest.keys == defined and not workflow:
-        os.utime(latest.path)
-        return dataclasses.replace(latest, defined_ns=latest.path.stat().st_mtime_ns)
     path = directory / f"{uuid.uuid4().hex}.json"
     document = {
         "name": name,
@@ -106,17 +101,24 @@ def write_definition(
         "host": socket.gethostname(),
         "pid": None if workflow else os.getpid(),
         "keys": sorted(defined),
-        "concurrent": sorted(run.path.stem for run in going_on),
     }
-    with naming_failed_write(
-        f"the definition of this tree ({layout.DEFINITIONS}/)", store.directory
-    ):
-        atomic_write_json(path, document, store.durable)
+    try:
+        with naming_failed_write(
+            f"the definition of this tree ({layout.DEFINITIONS}/)", store.directory
+        ):
+            atomic_write_json(path, document, store.durable)
+    except OSError:
+        latest = max(runs, key=lambda run: run.defined_ns, default=None)
+        if latest is None or latest.keys != defined:
+            raise
+        os.utime(latest.path)
+        return dataclasses.replace(latest, defined_ns=latest.path.stat().st_mtime_ns)
+    began = _read(path)
     for run in runs:
-        if run not in going_on:  # ended before this one began: superseded for good
-            _done_mark(run.path).unlink(missing_ok=True)
+        if not run.overlaps(began.defined_ns):  # it had ended: superseded for good
             run.path.unlink(missing_ok=True)
-    return _read(path)
+            _done_mark(run.path).unlink(missing_ok=True)
+    return began
 
 
 def finish_definition(path: Path) -> None:
@@ -144,13 +146,13 @@ def _read(path: Path) -> Definition:
         path,
         str(document.get("host", "")),
         None if document.get("pid", 0) is None else int(document.get("pid", 0)),
-        frozenset(document.get("concurrent", ())),
     )
 
 
 def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[CorruptStateError]]:
     """The runs of every definition that count (the latest, and those going on when it
-    began), and the errors of files that cannot be read."""
+    began: a sweep of one script started as several processes), and the errors of files
+    that cannot be read."""
     groups: dict[Path, list[Definition]] = {}
     corrupt = []
     for path in sorted((store.directory / layout.DEFINITIONS).glob("*/*.json")):
@@ -168,7 +170,7 @@ def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[Cor
     counted = []
     for runs in groups.values():
         latest = max(runs, key=lambda run: run.defined_ns)
-        counted += [run for run in runs if run is latest or run.path.stem in latest.concurrent]
+        counted += [run for run in runs if run is latest or run.overlaps(latest.defined_ns)]
     return counted, corrupt
 
 
