@@ -11,6 +11,7 @@ import functools
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from trees import Prune, State, Train, build_lottery_tree, evaluate
@@ -504,3 +505,29 @@ def test_reading_leaves_writes_nothing(experiment_dir):
     before = sorted(experiment_dir.rglob("*"))
     assert len(exp.leaves) == 4
     assert sorted(experiment_dir.rglob("*")) == before
+
+
+# ---------------------------------------------------------------- the tutorial, in its order
+
+
+@pytest.mark.slow
+def test_the_original_tutorials_steps_run_in_its_order(tmp_path):
+    """examples/original_tutorial.py walks through what the original's
+    tutorials/Tutorial.ipynb does (a synthetic data set instead of MNIST)."""
+    script = Path(__file__).parent.parent / "examples" / "original_tutorial.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--directory", str(tmp_path / "tutorial")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("root model: Linear(in_features=8")  # right after spawning
+    assert "5 states computed, 1 cached" in lines  # the root was computed when read
+    assert "0 states computed, 6 cached (2 steps defined by LoggedRecipe)" in lines
+    assert "6 states, 2 leaves" in lines
+    assert "0 states computed, 2 cached (the lambda saw 2 states)" in lines
+    assert "root restored: True" in lines and "root deflated: True" in lines
+    assert (tmp_path / "tutorial" / "graph.png").stat().st_size > 1000
