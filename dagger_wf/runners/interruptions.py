@@ -8,14 +8,13 @@ record so that it shows up as failed, with a message that says what happened.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from typing import Any
 
 from ..errors import RecipeFailedError
 from ..plan import Plan
 from ..store import ExperimentStore
-from ..store.claims import pid_alive
+from ..store.claims import may_still_run
 from .transition import failure_record
 
 _STILL_GOING = {
@@ -75,7 +74,7 @@ def interruption_reason(marker: dict[str, Any]) -> str | None:
     job_id = marker.get("slurm_job_id")
     if job_id:
         return job_end_reason(job_id, slurm_job_state(job_id))
-    if marker.get("host") != socket.gethostname() or pid_alive(marker.get("pid")):
+    if may_still_run(marker.get("host"), marker.get("pid")):
         return None
     return (
         f"The worker process {marker.get('pid')} computing this state ended before it "

@@ -155,6 +155,12 @@ def _parse(data: bytes) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
+def may_still_run(host: object, pid: object) -> bool:
+    """Whether process ``pid`` of ``host`` may still run: on this host, whether it runs;
+    another host's processes cannot be seen from here, so they may."""
+    return host != socket.gethostname() or pid_alive(pid)
+
+
 def pid_alive(pid: object) -> bool:
     """Whether process ``pid`` of this host still runs."""
     if not isinstance(pid, int):

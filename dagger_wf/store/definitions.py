@@ -41,7 +41,7 @@ from ..hashing import digest, slot_key
 from ..records import StateRecord
 from . import layout
 from .atomic import atomic_write_json, naming_failed_write
-from .claims import pid_alive
+from .claims import may_still_run
 from .state_store import ExperimentStore
 
 
@@ -65,7 +65,7 @@ class Definition:
             return _done_mark(self.path).stat().st_mtime_ns
         except FileNotFoundError:
             pass
-        alive = self.pid is None or self.host != socket.gethostname() or pid_alive(self.pid)
+        alive = self.pid is None or may_still_run(self.host, self.pid)
         return None if alive else self.defined_ns
 
     def overlaps(self, moment_ns: int) -> bool:
