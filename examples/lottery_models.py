@@ -2,10 +2,13 @@
 
 Nothing here knows about dagger_wf. Every random choice (batch order, random pruning)
 draws from the `generator` passed in, or from torch's global RNG (which the framework
-seeds from each state's key) when there is none; weight init always uses the global RNG.
+seeds from each state's key) when there is none; `build_mlp`'s weight init uses the global
+RNG, `initialise` draws fresh initial weights from a generator.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -48,6 +51,16 @@ def build_mlp(name: str) -> nn.Sequential:
             nn.Linear(64, 10),
         )
     raise ValueError(f"unknown model {name!r}; expected 'mlp'")
+
+
+@torch.no_grad()
+def initialise(model: nn.Module, generator: torch.Generator) -> None:
+    """Draw every Linear layer's weights and biases again, as `nn.Linear` does, from `generator`."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            bound = 1 / math.sqrt(module.in_features)
+            module.bias.uniform_(-bound, bound, generator=generator)
 
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

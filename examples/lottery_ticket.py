@@ -1,11 +1,15 @@
 """Lottery-ticket experiment on scikit-learn's digits, written as a dagger_wf tree.
 
-    root (digits, mlp) -> Train
+    root (digits, mlp)
+      -> Initialise(seed) -> Train           for 3 seeds: 3 independent studies
         -> Prune(technique, fraction)        for 2 techniques x 3 fractions
             -> Rewind -> Train               retrain the ticket from the initial weights
             -> FineTune(lr)                  keep the trained weights, for 2 learning rates
 
-Every state is cached by content, so a second run only re-evaluates. Run from the repo
+A seed changes the initial weights, and with them every key below (so the batch order and
+random pruning too: their generators are seeded from the state's key), not the data
+split, so the analysis can give the spread over seeds of each configuration. Every state is cached
+by content, so a second run only re-evaluates. Run from the repo
 root with `python examples/lottery_ticket.py`, then `python examples/analyse_lottery.py`.
 Keys cover the recipe classes' source but not lottery_models.py: after editing a helper
 there, run into a fresh --directory.
@@ -33,6 +37,7 @@ TRAIN_LR = 0.1
 TECHNIQUES = ["magnitude", "random"]
 FRACTIONS = [0.5, 0.8, 0.95]
 FINETUNE_LRS = [0.1, 0.01]
+SEEDS = 3
 
 
 class LotteryState(dg.ExperimentState):
@@ -80,6 +85,22 @@ def record_metrics(state: LotteryState) -> None:
     state.sparsity = lm.sparsity(state.model)
     state.dagger.log_metric("eval_accuracy", state.accuracy)
     state.dagger.log_metric("sparsity", state.sparsity)
+
+
+class Initialise(dg.Recipe):
+    """Draw fresh initial weights from `seed`: the start of one seed's study."""
+
+    PROPERTIES: ClassVar[list[str]] = ["seed"]
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def run(self, state: LotteryState) -> LotteryState:
+        torch.set_num_threads(1)
+        lm.initialise(state.model, torch.Generator().manual_seed(self.seed))
+        state.initial_weights = lm.snapshot_weights(state.model)
+        record_metrics(state)
+        return state
 
 
 class Train(dg.Recipe):
@@ -155,12 +176,22 @@ def evaluate_state(state: LotteryState) -> dict[str, float]:
 
 
 def build_experiment(
-    directory: str | Path, epochs: int = 8, finetune_epochs: int = 4
+    directory: str | Path, epochs: int = 8, finetune_epochs: int = 4, seeds: int = SEEDS
 ) -> dg.Experiment:
     """Define the whole tree (nothing runs until `exp.run()`)."""
     exp = dg.Experiment(directory, state_class=LotteryState)
     root = exp.spawn_new_tree(dataset_name="digits", model_name="mlp")
-    trained = Train(epochs, TRAIN_LR)(root)
+    for seed in range(seeds):
+        with exp.tag(f"seed:{seed}"):
+            define_study(exp, Initialise(seed)(root), epochs, finetune_epochs)
+    return exp
+
+
+def define_study(
+    exp: dg.Experiment, initialised: dg.ExperimentStatePromise, epochs: int, finetune_epochs: int
+) -> None:
+    """One seed's study: dense training, then every technique x fraction x follow-up."""
+    trained = Train(epochs, TRAIN_LR)(initialised)
     dg.Function(evaluate_state)(trained)
     for technique, fraction in itertools.product(TECHNIQUES, FRACTIONS):
         with (
@@ -177,7 +208,6 @@ def build_experiment(
                 with exp.tag("finetune"), exp.tag(f"lr:{lr}"):
                     finetuned = FineTune(finetune_epochs, lr)(pruned)
                     dg.Function(evaluate_state)(finetuned)
-    return exp
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -189,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=8, help="dense training and retraining")
     parser.add_argument("--finetune-epochs", type=int, default=4)
     parser.add_argument(
+        "--seeds", type=int, default=SEEDS, help="independent studies, seeds 0 to N-1"
+    )
+    parser.add_argument(
         "--emit-snakefile",
         metavar="PATH",
         nargs="?",
@@ -198,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    exp = build_experiment(args.directory, args.epochs, args.finetune_epochs)
+    exp = build_experiment(args.directory, args.epochs, args.finetune_epochs, args.seeds)
     if args.emit_snakefile is not None:
         print(f"wrote {exp.emit_snakefile(args.emit_snakefile or None)}")
         return

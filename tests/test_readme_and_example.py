@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas
 import pytest
 
 ROOT = Path(__file__).parent.parent
@@ -47,12 +48,41 @@ def test_lottery_example_runs_end_to_end_and_is_cached_the_second_time(tmp_path)
     analysis = _run(
         [str(ROOT / "examples" / "analyse_lottery.py"), "--directory", str(directory)], tmp_path
     )
-    assert "32 states computed, 0 cached" in first
-    assert "0 states computed, 32 cached" in second
-    assert "dense accuracy" in analysis
+    # a root, then per seed: Initialise, Train, and 6 prunings x (Prune, Rewind, Train, 2 FineTune)
+    assert "97 states computed, 0 cached" in first
+    assert "0 states computed, 97 cached" in second
+    assert "dense accuracy" in analysis and "over 3 seeds" in analysis
     assert (directory / "accuracy_vs_sparsity.png").stat().st_size > 10_000
     assert (directory / "loss_curves.png").stat().st_size > 10_000
-    assert (directory / "tree.svg").read_text().count('<g id="node') == 32
+    assert (directory / "tree.svg").read_text().count('<g id="node') == 97
+
+
+@pytest.mark.slow
+def test_the_example_analysis_gives_every_configuration_over_three_seeds_in_words(tmp_path):
+    directory = tmp_path / "lottery"
+    small = ["--epochs", "1", "--finetune-epochs", "1", "--scheduler", "single-threaded"]
+    _run(
+        [str(ROOT / "examples" / "lottery_ticket.py"), "--directory", str(directory), *small],
+        tmp_path,
+    )
+    analysis = _run(
+        [str(ROOT / "examples" / "analyse_lottery.py"), "--directory", str(directory)], tmp_path
+    )
+    results = pandas.read_csv(directory / "results.csv")
+    configurations = results.groupby(["technique", "schedule", "fraction pruned"])
+    assert configurations.ngroups == 1 + 2 * 3 * 4  # dense, technique x fraction x schedule
+    assert all(sorted(seeds) == [0, 1, 2] for _, seeds in configurations["seed"])
+    assert set(results["technique"]) == {"not pruned", "magnitude pruning", "random pruning"}
+    assert set(results["schedule"]) == {
+        "dense training, not pruned",
+        "pruned, not retrained",
+        "rewound to init and retrained (ticket)",
+        "fine-tuned at learning rate 0.1",
+        "fine-tuned at learning rate 0.01",
+    }
+    assert all(0.0 < left <= 1.0 for left in results["weights left"])
+    for words in ["magnitude pruning", "fine-tuned at learning rate 0.01", "sd", "seeds"]:
+        assert words in analysis
 
 
 @pytest.mark.slow

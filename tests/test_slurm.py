@@ -49,7 +49,8 @@ def _example(*arguments: str, cwd) -> None:
 
 
 def test_example_tree_runs_as_slurm_jobs_and_matches_the_dask_run(slurm_cluster, tmp_path):
-    small = ["--epochs", "1", "--finetune-epochs", "1"]
+    # one seed's study: each SLURM job costs seconds
+    small = ["--epochs", "1", "--finetune-epochs", "1", "--seeds", "1"]
     _example("--directory", "dask", "--scheduler", "single-threaded", *small, cwd=tmp_path)
     _example("--directory", "slurm", "--emit-snakefile", "Snakefile", *small, cwd=tmp_path)
     result = run_snakemake(tmp_path / "Snakefile", "slurm", timeout=900)
@@ -61,7 +62,7 @@ def test_example_tree_runs_as_slurm_jobs_and_matches_the_dask_run(slurm_cluster,
     assert len(job_ids) == len(groups) < len(manifest["states"]), "states not grouped into jobs"
     assert payload_bytes(tmp_path / "slurm") == payload_bytes(tmp_path / "dask")
     tree = dg.Experiment.restore(tmp_path / "slurm").graph
-    assert len(tree) == 32
+    assert len(tree) == 32  # the root, Initialise, Train and 6 prunings x 5 states
     assert {node.dagger.record.runner.split(":")[0] for node in tree.nodes} == {"slurm"}
 
 

@@ -140,6 +140,15 @@ def test_metric_history_and_plot(experiment_dir, tmp_path):
     assert len(axes.lines) == 2
 
 
+def test_a_metric_plot_labels_its_lines_in_the_words_a_label_function_gives(experiment_dir):
+    exp, _ = _fitted_tree(experiment_dir)
+    exp.run()
+    tree = dg.Experiment.restore(experiment_dir).graph
+    lr_tags = tree.nodes.filter("lr:*")
+    axes = tree.plot_metric("loss", lr_tags, label=lambda state: f"learning rate {state.recipe.lr}")
+    assert sorted(axes.get_legend_handles_labels()[1]) == ["learning rate 0.1", "learning rate 0.2"]
+
+
 def test_a_corrupt_evaluation_record_is_named_and_the_rest_loads(experiment_dir):
     exp, fitted = _fitted_tree(experiment_dir)
     exp.run()

@@ -160,17 +160,25 @@ class StaticExperimentTree:
         return metric_frame(self._store(), name, [node.sha() for node in chosen])
 
     def plot_metric(
-        self, name: str, nodes: Iterable[ExperimentState] | None = None, ax: Any = None
+        self,
+        name: str,
+        nodes: Iterable[ExperimentState] | None = None,
+        ax: Any = None,
+        label: Callable[[ExperimentState], str] | None = None,
     ) -> Any:
-        """A matplotlib line per state of metric ``name`` over its steps; returns the axes."""
+        """A matplotlib line per state of metric ``name`` over its steps; returns the axes.
+
+        Each line's legend entry is ``label(state)``: by default the key's prefix and the
+        state's tags; a label in words (``lambda s: f"lr {s.recipe.lr}"``) reads better.
+        """
         import matplotlib.pyplot as plt
 
         frame = self.metric_history(name, nodes)
         ax = ax or plt.subplots(figsize=(7, 4.5))[1]
         for key, series in frame.groupby("key", sort=False):
             node = self.node_map[key]
-            label = f"{short_key(key)} {','.join(sorted(node.tags))}".strip()
-            ax.plot(series["step"], series["value"], marker=".", label=label)
+            text = label(node) if label else f"{short_key(key)} {','.join(sorted(node.tags))}"
+            ax.plot(series["step"], series["value"], marker=".", label=text.strip())
         ax.set_xlabel("step")
         ax.set_ylabel(name)
         if len(frame):
