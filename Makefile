@@ -9,11 +9,17 @@ DEMO_DIR ?= runs/lottery
 # PyTorch's CPU index has the CPU build: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: demo test lint bench system-deps setup clean
+.PHONY: demo test lint bench system-deps browser-deps setup clean
 
 system-deps:
 	@command -v dot >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz; }
+
+# The dashboard's tests drive Debian's Chromium headless (through Playwright for Python,
+# never `playwright install`, which downloads a browser of its own).
+browser-deps:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +33,7 @@ demo: setup
 	$(BIN)/python examples/lottery_ticket.py --directory $(DEMO_DIR)
 	$(BIN)/python examples/analyse_lottery.py --directory $(DEMO_DIR)
 
-test: setup
+test: setup browser-deps
 	$(BIN)/ruff check dagger_wf tests examples bench
 	$(BIN)/ruff format --check dagger_wf tests examples bench
 	$(BIN)/lint-imports

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .dashboard.server import DEFAULT_PORT, LOOPBACK
 from .errors import (
     CommandLineError,
     DaggerError,
@@ -202,6 +203,20 @@ def _verify(arguments: argparse.Namespace) -> int:
     return EXIT_OK if report.clean else EXIT_FAILED
 
 
+def _dashboard(arguments: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    serve(arguments.directory, arguments.host, arguments.port, arguments.open, block=True)
+    return EXIT_OK
+
+
+def _report(arguments: argparse.Namespace) -> int:
+    from .dashboard import write_report
+
+    print(f"wrote {write_report(arguments.directory, arguments.output).absolute()}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dagger-wf",
@@ -289,6 +304,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair",
         action="store_true",
         help="remove the damaged states (and damaged blobs): the next run computes them again",
+    )
+
+    dashboard = add(
+        "dashboard",
+        _dashboard,
+        "serve a read-only web page of the experiment (tree, history, states, compare) "
+        "that follows a run as it goes; Ctrl-C stops it",
+    )
+    dashboard.add_argument("directory")
+    dashboard.add_argument(
+        "--host",
+        default=LOOPBACK,
+        help="the address to listen on (%(default)s: this machine only; another address "
+        "lets whoever reaches it read the experiment)",
+    )
+    dashboard.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="%(default)s; 0 picks a free one"
+    )
+    dashboard.add_argument("--open", action="store_true", help="open it in a web browser")
+
+    report = add(
+        "report",
+        _report,
+        "write the dashboard's views as one self-contained HTML file (opens with no server)",
+    )
+    report.add_argument("directory")
+    report.add_argument(
+        "-o", "--output", default="report.html", help="the file to write (%(default)s)"
     )
     return parser
 

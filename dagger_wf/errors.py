@@ -206,6 +206,10 @@ class TreeRedefinedError(DaggerError, RuntimeError):
     """``gc --superseded`` found that a run redefined a tree while it was looking."""
 
 
+class DashboardPortError(DaggerError, OSError):
+    """The dashboard cannot listen where asked (the port is taken, or not allowed)."""
+
+
 class DaggerWarning(UserWarning):
     """Base class of every warning issued by dagger_wf."""
 
@@ -238,3 +242,7 @@ class UnknownArgumentWarning(DaggerWarning):
 
 class StandInStateClassWarning(DaggerWarning):
     """The state class of a restored experiment could not be imported."""
+
+
+class DashboardExposedWarning(DaggerWarning):
+    """The dashboard listens beyond this machine: whoever reaches the port reads the store."""

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas
 
     from .analysis import StaticExperimentTree
+    from .dashboard import DashboardServer
     from .runners.purity import PurityReport
 
 
@@ -406,6 +407,23 @@ class Experiment:
         from .tracking.history import history_frame
 
         return history_frame(self.store, include_superseded=include_superseded)
+
+    def start_dashboard(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        open_browser: bool = False,
+        block: bool | None = None,
+    ) -> DashboardServer:
+        """Serve this experiment's read-only dashboard (see ``dagger-wf dashboard``), on
+        127.0.0.1:8765 unless ``host`` and ``port`` say otherwise.
+
+        In a script it blocks until Ctrl-C; in a notebook it returns at once and serves
+        from a background thread (``.stop()`` ends it). ``block`` says so explicitly.
+        """
+        from .dashboard import serve
+
+        return serve(self.directory, host, port, open_browser, block)
 
     @classmethod
     def restore(

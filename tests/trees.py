@@ -333,3 +333,34 @@ def build_array_tree(directory: Path, extra_child: bool = False):
     if extra_child:
         promises["new child"] = Shift(4)(shifted)
     return exp, promises
+
+
+class Fit(dg.Recipe):
+    """Logs a falling loss each epoch: a metric with steps, as training does."""
+
+    PROPERTIES = ["lr"]
+
+    def __init__(self, lr):
+        self.lr = lr
+
+    def run(self, state):
+        for epoch in range(4):
+            state.dagger.log_metric("loss", self.lr / (epoch + 1))
+        return state
+
+
+class WaitFor(dg.Recipe):
+    """Runs until the file ``gate`` exists: a state that stays running while a test looks."""
+
+    PROPERTIES = ["gate"]
+
+    def __init__(self, gate):
+        self.gate = str(gate)
+
+    def run(self, state):
+        import time
+        from pathlib import Path
+
+        while not Path(self.gate).exists():
+            time.sleep(0.05)
+        return state

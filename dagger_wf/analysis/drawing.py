@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnknownLayoutError
-from ..hashing import identity_of, short_key
+from ..hashing import Identified, RecipeIdentity, identity_of, short_key
 from ..records import Status
 from ..state import ExperimentState
 
@@ -29,16 +29,18 @@ def own_tags(node: ExperimentState) -> list[str]:
     return sorted(set(node.tags) - inherited)
 
 
+def step_text(recipe: Identified | RecipeIdentity | None) -> str:
+    """The step that makes a state, with its properties: ``Train(lr=0.1)``, or ``root``."""
+    if recipe is None:
+        return "root"
+    identity = identity_of(recipe)
+    values = ", ".join(f"{name}={_short(value)}" for name, value in identity.properties.items())
+    return f"{identity.class_name}({values})"
+
+
 def default_label(node: ExperimentState) -> str:
     """Key, step and its properties, then the state's own tags, one per line."""
-    recipe = node.recipe
-    if recipe is None:
-        step = "root"
-    else:
-        identity = identity_of(recipe)
-        values = ", ".join(f"{name}={_short(value)}" for name, value in identity.properties.items())
-        step = f"{identity.class_name}({values})"
-    return "\n".join([f"{short_key(node.sha())}  {step}", *own_tags(node)])
+    return "\n".join([f"{short_key(node.sha())}  {step_text(node.recipe)}", *own_tags(node)])
 
 
 def _short(value: object) -> str:

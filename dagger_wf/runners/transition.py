@@ -28,7 +28,7 @@ from ..errors import (
 from ..events import EMITTED, FAILURES, SKIPS, EventKind, RunEvent
 from ..metrics import metrics_from_return, to_json_series
 from ..plan import Plan, PlannedState
-from ..records import StateRecord, Status
+from ..records import StateRecord, Status, identity_to_json
 from ..state import ExperimentState, load_state, store_state
 from ..steps import StepFunction, logged_metrics
 from ..store import ExperimentStore
@@ -64,6 +64,16 @@ def _portable(error: Exception) -> Exception:
     except Exception:
         return RecipeFailedError(f"{type(error).__qualname__}: {error}")
     return error
+
+
+def _placing(planned: PlannedState) -> dict[str, Any]:
+    """What a claim says of the state besides who computes it, so that a view of the
+    store (the dashboard) can place a state being computed in its tree."""
+    return {
+        "parent": planned.parent_key,
+        "recipe": identity_to_json(planned.identity) if planned.identity else None,
+        "tags": sorted(planned.tags),
+    }
 
 
 def step_label(planned: PlannedState, state_class: type[ExperimentState]) -> str:
@@ -229,7 +239,9 @@ def compute_state(
         with contextlib.suppress(CorruptStateError):  # its record: see below, under the claim
             return _cached(store, planned, context.run_id, context.runner, label)
     try:
-        claim = store.claim(planned.key, worker_description(context.runner))
+        claim = store.claim(
+            planned.key, {**worker_description(context.runner), **_placing(planned)}
+        )
     except OSError as error:  # running/ cannot be written (a full disk): this state fails
         return _unwritable(context.run_id, planned.key, EventKind.FAILED, label, 0.0, error)
     with _holding(claim):

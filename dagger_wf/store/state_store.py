@@ -237,6 +237,10 @@ class ExperimentStore:
         """The latest failed attempt of ``key``."""
         return _record_from_file(self.failure_paths(key)[-1])
 
+    def read_failures(self, key: str) -> list[StateRecord | CorruptStateError]:
+        """Every failed attempt of ``key``, oldest first (an unreadable one as its error)."""
+        return [_record_or_error(path, key) for path in self.failure_paths(key)]
+
     def add_tags(self, key: str, tags: Iterable[str]) -> StateRecord:
         """Give the computed state ``key`` these tags too; return its record.
 

@@ -56,25 +56,15 @@ def _pending_row(marker: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def history_frame(
+def attempt_rows(
     store: ExperimentStore, keys: Iterable[str] | None = None, include_superseded: bool = False
-) -> pandas.DataFrame:
-    """One row per attempt (each computed state, each failed attempt, each state being
-    computed now: status "pending"), oldest first, of the current tree's states (of every
-    stored state with ``include_superseded``; see :mod:`dagger_wf.store.definitions`).
-
-    Columns: key, parent, recipe, status, current, tags, times, host, runner, seed,
-    error_type, then ``property.<name>``, ``recipe.<name>`` and the final value of each
-    metric as ``metric.<name>``. ``keys`` keeps only those states (e.g. a node filter's
-    shas()), current or not.
-    """
-    import pandas
-
+) -> list[dict[str, Any]]:
+    """The rows of :func:`history_frame`, as plain dicts, in the order the store keeps."""
     wanted = set(keys) if keys is not None else None
     attempts = []
     for record in store.iter_attempts():
         if isinstance(record, CorruptStateError):
-            warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
+            warnings.warn(str(record), CorruptStateWarning, stacklevel=4)
             continue
         attempts.append(record)
     latest = {record.key: record for record in attempts}  # a state's record comes last
@@ -91,7 +81,24 @@ def history_frame(
         for marker in store.running_markers()
         if (wanted is None or marker["key"] in wanted) and not store.is_done(marker["key"])
     ]
-    frame = pandas.DataFrame(rows)
+    return rows
+
+
+def history_frame(
+    store: ExperimentStore, keys: Iterable[str] | None = None, include_superseded: bool = False
+) -> pandas.DataFrame:
+    """One row per attempt (each computed state, each failed attempt, each state being
+    computed now: status "pending"), oldest first, of the current tree's states (of every
+    stored state with ``include_superseded``; see :mod:`dagger_wf.store.definitions`).
+
+    Columns: key, parent, recipe, status, current, tags, times, host, runner, seed,
+    error_type, then ``property.<name>``, ``recipe.<name>`` and the final value of each
+    metric as ``metric.<name>``. ``keys`` keeps only those states (e.g. a node filter's
+    shas()), current or not.
+    """
+    import pandas
+
+    frame = pandas.DataFrame(attempt_rows(store, keys, include_superseded))
     if not frame.empty:
         frame = frame.sort_values("started", kind="stable", na_position="first")
     return frame.reset_index(drop=True)
