@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,9 @@ from ..errors import InvalidNodeSetOperandError
 
 if TYPE_CHECKING:
     from ..state import ExperimentState
+
+
+_GLOB_CHARACTERS = frozenset("*?[")
 
 
 class NodeSet(list):
@@ -25,11 +29,10 @@ class NodeSet(list):
             return NodeSet(node for node in self if pattern(node))
         negated = pattern.startswith("!")
         glob = pattern[1:] if negated else pattern
-        return NodeSet(
-            node
-            for node in self
-            if negated != any(fnmatch.fnmatchcase(tag, glob) for tag in node.tags)
-        )
+        if not _GLOB_CHARACTERS.intersection(glob):  # a plain tag: no pattern to match
+            return NodeSet(node for node in self if negated != (glob in node.tags))
+        matches = re.compile(fnmatch.translate(glob)).match
+        return NodeSet(node for node in self if negated != any(map(matches, node.tags)))
 
     def __getitem__(self, index: Any) -> Any:
         """A state by position; a slice is a NodeSet again."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -82,10 +83,15 @@ class StaticExperimentTree:
 
     @property
     def nodes(self) -> Nodes:
-        """Every state, roots first, then level by level (ties by key)."""
+        """Every state, roots first, then level by level (ties by key): a new NodeSet
+        each time, in an order worked out once (the tree does not change)."""
+        return NodeSet(self._ordered_states)
+
+    @functools.cached_property
+    def _ordered_states(self) -> tuple[ExperimentState, ...]:
         ordered = [key for depth in sorted(self.toposort) for key in sorted(self.toposort[depth])]
         unreachable = sorted(set(self.node_map) - set(ordered))
-        return NodeSet(self.node_map[key] for key in [*ordered, *unreachable])
+        return tuple(self.node_map[key] for key in [*ordered, *unreachable])
 
     def leaves(self) -> Nodes:
         return NodeSet(node for node in self.nodes if not self.edge_map.get(node.sha()))
