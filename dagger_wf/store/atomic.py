@@ -8,18 +8,49 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 TEMPORARY_SUFFIX = ".partial"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
-# mkstemp creates files readable by their owner only; finished files follow the umask.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+class _TemporaryNames:
+    """Names for temporary files unique to this process without a random draw per file
+    (``mkstemp`` draws one and may retry: a measurable share of storing a small state).
+    A token drawn once per process (again in a forked child) tells processes of any host
+    apart; a counter tells this process's files apart."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._counter = itertools.count()
+
+    def next(self, path: Path) -> Path:
+        return path.with_name(f".{path.name}.{self._token}-{next(self._counter)}{TEMPORARY_SUFFIX}")
+
+
+_NAMES = _TemporaryNames()
+# Created like any file (mode 0o666 less the umask), so a finished file needs no chmod.
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path``, open for writing; ``O_EXCL``: never another's."""
+    while True:
+        temporary = _NAMES.next(path)
+        try:
+            return os.open(temporary, _FLAGS, 0o666), temporary
+        except FileExistsError:
+            continue  # left by a process that had this pid and token: take the next name
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object], durable: bool = False) -> None:
@@ -27,18 +58,19 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], durable: bool
 
     ``durable``: also flush the file and then its directory to the disk (``fsync``)
     before returning, so that a power loss cannot take back what was written."""
-    new_directory = not path.parent.is_dir()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
-    )
+    new_directory = False
+    try:
+        descriptor, temporary = _create_temporary(path)
+    except FileNotFoundError:  # the directory's first file
+        new_directory = True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = _create_temporary(path)
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
