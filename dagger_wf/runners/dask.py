@@ -230,12 +230,12 @@ def _local_scheduler(name: str) -> Any:
 
         return get_sync
     if name == "threads":
-        from dask.threaded import get
+        from dask import threaded
 
-        return get
-    from dask.multiprocessing import get
+        return threaded.get
+    from dask import multiprocessing
 
-    return get
+    return multiprocessing.get
 
 
 def _is_worker_loss(error: Exception) -> bool:
