@@ -62,7 +62,7 @@ def test_example_tree_runs_as_slurm_jobs_and_matches_the_dask_run(slurm_cluster,
     assert len(job_ids) == len(groups) < len(manifest["states"]), "states not grouped into jobs"
     assert payload_bytes(tmp_path / "slurm") == payload_bytes(tmp_path / "dask")
     tree = dg.Experiment.restore(tmp_path / "slurm").graph
-    assert len(tree) == 32  # the root, Initialise, Train and 6 prunings x 5 states
+    assert len(tree) == 1 + 32  # the root; one seed: Initialise, Train, 6 prunings x 5 states
     assert {node.dagger.record.runner.split(":")[0] for node in tree.nodes} == {"slurm"}
 
 
