@@ -149,11 +149,13 @@ def rss_mb() -> float:
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / MB
 
 
-def measure_trivial(workdir: Path, n: int) -> tuple[dict[str, list[float]], int]:
+def measure_trivial(
+    workdir: Path, n: int, repeats: int = REPEATS
+) -> tuple[dict[str, list[float]], int]:
     """Samples (seconds) of each bookkeeping step for ``n`` states; also the filter's hits."""
     samples: dict[str, list[float]] = defaultdict(list)
     hits = 0
-    for repeat in range(REPEATS):
+    for repeat in range(repeats):
         directory = workdir / f"trivial-{n}-{repeat}"
         first = define_trivial_tree(directory, n)
         samples["first"].append(timed(first.run)[0])
@@ -167,7 +169,11 @@ def measure_trivial(workdir: Path, n: int) -> tuple[dict[str, list[float]], int]
         seconds, selected = timed(functools.partial(select, restored.graph))
         samples["filter"].append(seconds)
         hits = len(selected)
+        documents = record_documents(restored.graph)
+        samples["index floor"].append(index_floor(workdir / f"index-{n}-{repeat}", documents))
+        samples["files floor"].append(files_floor(workdir / f"files-{n}-{repeat}", documents))
         samples["floor"].append(filesystem_floor(workdir / f"floor-{n}-{repeat}", n))
+        samples["atomic floor"].append(atomic_floor(workdir / f"atomic-{n}-{repeat}", n))
         shutil.rmtree(directory)
     return samples, hits
 
@@ -189,6 +195,53 @@ def filesystem_floor(directory: Path, n: int) -> float:
         json.loads((directory / f"{i}.json").read_bytes())
         with open(directory / f"{i}.pickle", "rb") as file:
             pickle.load(file)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(directory)
+    return elapsed
+
+
+def atomic_floor(directory: Path, n: int) -> float:
+    """Seconds to create ``n`` small files atomically: each written to a temporary name
+    in the same directory (named from the pid and a counter), then renamed into place."""
+    directory.mkdir()
+    pid = os.getpid()
+    start = time.perf_counter()
+    for i in range(n):
+        temporary = directory / f".{i}.json.{pid}.{i}.partial"
+        with open(temporary, "wb") as file:
+            file.write(json.dumps({"key": i, "tags": ["tag:0"], "value": i}).encode())
+        os.replace(temporary, directory / f"{i}.json")
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(directory)
+    return elapsed
+
+
+def record_documents(tree: dg.StaticExperimentTree) -> list[dict[str, Any]]:
+    """Every restored state's record, as it is stored: what a slim restore must read."""
+    return [state.dagger.record.to_json() for state in tree.nodes]
+
+
+def index_floor(directory: Path, documents: list[dict[str, Any]]) -> float:
+    """Seconds to read and parse one JSON file holding every record (an index's floor)."""
+    directory.mkdir()
+    path = directory / "index.json"
+    path.write_text(json.dumps(documents))
+    start = time.perf_counter()
+    json.loads(path.read_bytes())
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(directory)
+    return elapsed
+
+
+def files_floor(directory: Path, documents: list[dict[str, Any]]) -> float:
+    """Seconds to read and parse one JSON file per record (what a store without an index
+    reads, listing included)."""
+    directory.mkdir()
+    for number, document in enumerate(documents):
+        (directory / f"{number}.json").write_text(json.dumps(document))
+    start = time.perf_counter()
+    for path in directory.glob("*.json"):
+        json.loads(path.read_bytes())
     elapsed = time.perf_counter() - start
     shutil.rmtree(directory)
     return elapsed
@@ -319,6 +372,7 @@ def print_machine() -> None:
 def print_trivial(n: int, samples: dict[str, list[float]], hits: int) -> None:
     depth = max(branch_lengths(n)) + 1
     first, cached, define = samples["first"], samples["cached"], samples["define"]
+    restore = samples["restore"]
     print(f"{n} trivial states (root -> {BRANCHES} chains, depth {depth}), single-threaded")
     print(HEADER)
     print(row("define tree (plan + keys)", define, n))
@@ -331,9 +385,49 @@ def print_trivial(n: int, samples: dict[str, list[float]], hits: int) -> None:
             f"{ratio(cached, first):.2f}x first run; define is {ratio(define, cached):.0%}",
         )
     )
-    print(row("Experiment.restore(slim=True)", samples["restore"], n))
+    print(row("Experiment.restore(slim=True)", restore, n))
     print(row(f'filter "tag:*" & "!other" ({hits} hits)', samples["filter"]))
     print(row("floor: write+read N JSON + N pickle files", samples["floor"], n))
+    print(row("floor: N small files, write temp + rename", samples["atomic floor"], n))
+    print(row("floor: read + parse one file of N records", samples["index floor"], n))
+    print(row("floor: read + parse N record files", samples["files floor"], n))
+    print("  targets (issue 13)                               value      floor  ratio  target")
+    print(target("first run / atomic small files", first, samples["atomic floor"], "<= 1.5x"))
+    print(target("define + cached re-run / define", cached, define, "<= 1.3x"))
+    print(target("restore(slim) / one index read", restore, samples["index floor"], "<= 2x"))
+    print(
+        target(
+            "N record files read / restore(slim)",
+            samples["files floor"],
+            restore,
+            ">= 10x",
+        )
+    )
+    print()
+
+
+def target(label: str, value: list[float], floor: list[float], goal: str) -> str:
+    """One target row: the measure, its floor, their ratio, and the issue's target."""
+    value_s, floor_s = statistics.median(value), statistics.median(floor)
+    return (
+        f"  {label:<44} {duration(value_s):>10} {duration(floor_s):>10}"
+        f" {value_s / floor_s:>5.2f}x  {goal}"
+    )
+
+
+def print_growth(measured: dict[int, dict[str, list[float]]]) -> None:
+    """Per-state cost at each size, and against the smallest: flat means it scales."""
+    sizes = sorted(measured)
+    smallest = sizes[0]
+    print("cost growth: per state at each size (x the smallest size's per-state cost)")
+    print(f"  {'':<24}" + "".join(f"{n:>20}" for n in sizes))
+    for name, label in (("first", "run 1"), ("cached", "cached re-run"), ("restore", "restore")):
+        base = statistics.median(measured[smallest][name]) / smallest
+        cells = []
+        for n in sizes:
+            per = statistics.median(measured[n][name]) / n
+            cells.append(f"{per * 1e6:.0f} µs ({per / base:.2f}x)")
+        print(f"  {label:<24}" + "".join(f"{cell:>20}" for cell in cells))
     print()
 
 
@@ -408,6 +502,9 @@ def rss_line(label: str, baseline: float, peak: float, size: float) -> str:
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help="repeats of part 1 (fewer for 100000)"
+    )
     parser.add_argument("--payload-mb", type=int, default=200, help="tensor size; array = 1/4")
     parser.add_argument(
         "--only",
@@ -427,8 +524,12 @@ def main() -> None:
             return
         print_machine()
         if arguments.only in (None, "trivial"):
+            measured = {}
             for n in arguments.sizes:
-                print_trivial(n, *measure_trivial(Path(workdir), n))
+                measured[n], hits = measure_trivial(Path(workdir), n, arguments.repeats)
+                print_trivial(n, measured[n], hits)
+            if len(measured) > 1:
+                print_growth(measured)
         if arguments.only in (None, "load"):
             print_load(arguments.payload_mb, measure_load(Path(workdir), arguments.payload_mb))
     if arguments.only is None:
