@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import cloudpickle
@@ -25,7 +25,14 @@ from ..store.atomic import atomic_write
 from .interruptions import record_interrupted_states
 from .main_guard import check_main_is_guarded
 from .progress import RunProgress
-from .transition import PlanLookup, StepContext, apply_function, compute_state, step_label
+from .transition import (
+    PlanLookup,
+    StepContext,
+    apply_function,
+    compute_state,
+    reuse_stored,
+    step_label,
+)
 
 SCHEDULERS = {
     "single-threaded": "sync",
@@ -40,17 +47,24 @@ def _replay(event: RunEvent) -> RunEvent:
     return event
 
 
+def _state_task(key: str, run_id: str) -> str:
+    return f"state-{key}-{run_id}"
+
+
 def build_graph(
     plan: Plan,
     store: ExperimentStore,
     run_id: str,
     known_failures: dict[str, RunEvent] | None = None,
     lineage: PlanLookup | None = None,
+    settled: Collection[str] = (),
 ) -> tuple[dict[str, tuple], dict[str, str]]:
     """A raw Dask graph and the task name of each state. A state in ``known_failures``
     (its worker died earlier in this run) is not tried again: its event is replayed.
     ``lineage``: where a task finds the plan to compute a damaged stored state again
-    (None: a damaged ancestor fails the state that loads it, naming it)."""
+    (None: a damaged ancestor fails the state that loads it, naming it). A ``settled``
+    state (reused before the graph runs: :func:`settle_stored`) has no task; its
+    Functions still do."""
     known_failures = known_failures or {}
     graph: dict[str, tuple] = {}
     state_tasks: dict[str, str] = {}
@@ -64,23 +78,46 @@ def build_graph(
         lineage,
     )
     for key, planned in plan.states.items():
-        name = f"state-{key}-{run_id}"
+        name = _state_task(key, run_id)
         parent_task = state_tasks.get(planned.parent_key) if planned.parent_key else None
         task_planned = dataclasses.replace(planned, functions=[])
-        if key in known_failures:
+        if key in settled:
+            pass
+        elif key in known_failures:
             graph[name] = (_replay, known_failures[key])
         else:
             graph[name] = (compute_state, context, task_planned, parent_task)
-        state_tasks[key] = name
+        if key not in settled:
+            state_tasks[key] = name
         for index, function in enumerate(planned.functions):
             graph[f"function-{index}-{key}-{run_id}"] = (
                 apply_function,
                 context,
                 key,
                 function,
-                name,
+                None if key in settled else name,
             )
     return graph, state_tasks
+
+
+def settle_stored(plan: Plan, store: ExperimentStore, run_id: str) -> dict[str, RunEvent]:
+    """The events of the stored states reused before any task runs, by task name: each
+    whose ancestors in the plan are reused too and which a cheap look finds whole (the
+    rest, and damage, are the tasks' work). A cached tree then costs a look per state
+    rather than a Dask task each."""
+    settled: dict[str, RunEvent] = {}
+    reused: set[str] = set()
+    for key, planned in plan.states.items():  # parents first
+        if planned.stored or (
+            planned.parent_key in plan.states and planned.parent_key not in reused
+        ):
+            continue
+        label = step_label(planned, plan.state_class)
+        event = reuse_stored(store, planned, run_id, "dask", label)
+        if event is not None:
+            settled[_state_task(key, run_id)] = event
+            reused.add(key)
+    return settled
 
 
 def _record_experiment(
@@ -150,12 +187,17 @@ class DaskRunner:
                 check_main_is_guarded()
         run_id = uuid.uuid4().hex[:12]
         known_failures: dict[str, RunEvent] = {}
+        every_task = list(build_graph(plan, store, run_id)[0])
         with (
-            RunProgress(len(build_graph(plan, store, run_id)[0]), self.progress) as progress,
+            RunProgress(len(every_task), self.progress) as progress,
             self._lineage(plan, store, run_id) as lineage,
         ):
+            settled = settle_stored(plan, store, run_id)
+            for event in settled.values():
+                progress.update(event)
+            keys = {event.key for event in settled.values()}
             while True:
-                graph, _ = build_graph(plan, store, run_id, known_failures, lineage)
+                graph, _ = build_graph(plan, store, run_id, known_failures, lineage, keys)
                 try:
                     events = self._execute(graph, list(graph), progress)
                 except Exception as error:
@@ -170,7 +212,8 @@ class DaskRunner:
                         ) from error
                     known_failures.update(_lost_events(store, plan, lost, run_id))
                     continue
-                return RunReport(run_id, tuple(events))
+                results = {**settled, **dict(zip(graph, events, strict=True))}
+                return RunReport(run_id, tuple(results[name] for name in every_task))
 
     @contextlib.contextmanager
     def _lineage(self, plan: Plan, store: ExperimentStore, run_id: str) -> Iterator[PlanLookup]:

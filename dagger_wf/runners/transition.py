@@ -235,9 +235,9 @@ def compute_state(
     store = ExperimentStore(context.store_directory, context.durable)
     if planned.stored:
         return _stored_only(context, planned, store, label)
-    if store.is_done(planned.key) and store.payload_damage(planned.key) is None:
-        with contextlib.suppress(CorruptStateError):  # its record: see below, under the claim
-            return _cached(store, planned, context.run_id, context.runner, label)
+    reused = reuse_stored(store, planned, context.run_id, context.runner, label)
+    if reused is not None:
+        return reused
     try:
         claim = store.claim(
             planned.key, {**worker_description(context.runner), **_placing(planned)}
@@ -255,6 +255,18 @@ def compute_state(
         repair = (planned.key, damage.detail or str(damage))
         return dataclasses.replace(event, repaired=(*event.repaired, repair))
     return event
+
+
+def reuse_stored(
+    store: ExperimentStore, planned: PlannedState, run_id: str, runner: str, label: str
+) -> RunEvent | None:
+    """The event of reusing the stored state ``planned`` when a cheap look finds it whole
+    (given the tags it is defined with now); None when it must be computed, or its damage
+    looked at under its claim (:func:`compute_state` does both)."""
+    if store.is_done(planned.key) and store.payload_damage(planned.key) is None:
+        with contextlib.suppress(CorruptStateError):  # its record: under the claim
+            return _cached(store, planned, run_id, runner, label)
+    return None
 
 
 def _stored_only(
