@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from trees import Explode, FailsUntil, State, Train
+from trees import Explode, FailsUntil, Fit, State, Train
 
 import dagger_wf as dg
-
-
-class Fit(dg.Recipe):
-    PROPERTIES = ["lr"]
-
-    def __init__(self, lr):
-        self.lr = lr
-
-    def run(self, state):
-        for epoch in range(3):
-            state.dagger.log_metric("loss", self.lr / (epoch + 1))
-        return state
 
 
 def evaluate(state):
