@@ -10,19 +10,18 @@ from __future__ import annotations
 import datetime
 import math
 import re
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
 from ..analysis.drawing import step_text
-from ..errors import CorruptStateError, CorruptStateWarning, DaggerError
+from ..errors import CorruptStateError, DaggerError
 from ..hashing import short_key
 from ..records import StateRecord, Status, identity_from_json
 from ..store import ExperimentStore
-from ..store.definitions import current_keys, read_definitions
+from ..store.definitions import current_keys, latest_definition_times, readable_definitions
 from ..store.layout import CODE, DEFINITIONS, ENVIRONMENTS, EVALUATIONS, FAILURES, RUNNING, STATES
 from ..store.snapshots import load_snapshot
-from ..tracking.history import attempt_rows
+from ..tracking.history import attempt_rows, readable_attempts
 
 # A node's colour in the tree: one of these (superseded wins over the others).
 DONE, CACHED, FAILED, RUNNING_NOW, SUPERSEDED = "done", "cached", "failed", "running", "superseded"
@@ -58,17 +57,6 @@ def _moment_ns(moment: str | None) -> int:
     if not moment:
         return 0
     return int(datetime.datetime.fromisoformat(moment).timestamp() * 1e9)
-
-
-def _latest_records(store: ExperimentStore) -> dict[str, StateRecord]:
-    """Each state's latest attempt: its record if stored, else its latest failure."""
-    latest: dict[str, StateRecord] = {}
-    for record in store.iter_attempts():  # failed attempts first, then stored states
-        if isinstance(record, CorruptStateError):
-            warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
-            continue
-        latest[record.key] = record
-    return latest
 
 
 def _node(record: StateRecord, status: str, current: bool, metrics: dict[str, Any]) -> dict:
@@ -123,12 +111,10 @@ def tree_view(store: ExperimentStore) -> dict[str, Any]:
     that run), failed, running or superseded (outside the current tree: ``current`` is
     false, and the page hides it unless asked).
     """
-    latest = _latest_records(store)
-    definitions, _ = read_definitions(store)
-    defined_at: dict[str, int] = {}
-    for definition in definitions:
-        for key in definition.keys:
-            defined_at[key] = max(defined_at.get(key, 0), definition.defined_ns)
+    # Each state's latest attempt: its record if stored, else its latest failure.
+    latest = {record.key: record for record in readable_attempts(store)}
+    definitions = readable_definitions(store)
+    defined_at = latest_definition_times(definitions)
     current = current_keys(latest.values(), store.root_keys(), definitions)
     nodes = {}
     for key, record in latest.items():

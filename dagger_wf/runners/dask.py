@@ -81,13 +81,11 @@ def build_graph(
         name = _state_task(key, run_id)
         parent_task = state_tasks.get(planned.parent_key) if planned.parent_key else None
         task_planned = dataclasses.replace(planned, functions=[])
-        if key in settled:
-            pass
-        elif key in known_failures:
-            graph[name] = (_replay, known_failures[key])
-        else:
-            graph[name] = (compute_state, context, task_planned, parent_task)
         if key not in settled:
+            if key in known_failures:
+                graph[name] = (_replay, known_failures[key])
+            else:
+                graph[name] = (compute_state, context, task_planned, parent_task)
             state_tasks[key] = name
         for index, function in enumerate(planned.functions):
             graph[f"function-{index}-{key}-{run_id}"] = (

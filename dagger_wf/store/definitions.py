@@ -174,6 +174,14 @@ def read_definitions(store: ExperimentStore) -> tuple[list[Definition], list[Cor
     return counted, corrupt
 
 
+def latest_definition_times(definitions: Sequence[Definition]) -> dict[str, int]:
+    """When each key was last defined (``defined_ns`` of the latest definition naming it)."""
+    defined_at: dict[str, int] = {}
+    for definition in sorted(definitions, key=lambda definition: definition.defined_ns):
+        defined_at.update(dict.fromkeys(definition.keys, definition.defined_ns))
+    return defined_at
+
+
 def current_keys(
     records: Iterable[StateRecord],
     root_keys: Sequence[str],
@@ -181,9 +189,7 @@ def current_keys(
 ) -> set[str]:
     """The keys of the current tree among ``records`` (one per stored state)."""
     by_key = {record.key: record for record in records}
-    defined_at: dict[str, int] = {}
-    for definition in sorted(definitions, key=lambda definition: definition.defined_ns):
-        defined_at.update(dict.fromkeys(definition.keys, definition.defined_ns))  # latest
+    defined_at = latest_definition_times(definitions)
     defined = by_key.keys() & defined_at.keys() if definitions else by_key.keys()
     children: dict[str | None, list[StateRecord]] = {}
     for key in defined:
@@ -242,10 +248,15 @@ def _replaced(
     return replaced
 
 
-def current_keys_of(store: ExperimentStore, records: Iterable[StateRecord]) -> set[str]:
-    """:func:`current_keys` with the store's roots and definitions; a definition file
-    that cannot be read is skipped with a :class:`CorruptStateWarning`."""
+def readable_definitions(store: ExperimentStore) -> list[Definition]:
+    """:func:`read_definitions`, each file that cannot be read skipped with a
+    :class:`CorruptStateWarning`."""
     definitions, corrupt = read_definitions(store)
     for error in corrupt:
-        warnings.warn(str(error), CorruptStateWarning, stacklevel=3)
-    return current_keys(records, store.root_keys(), definitions)
+        warnings.warn(str(error), CorruptStateWarning, stacklevel=4)
+    return definitions
+
+
+def current_keys_of(store: ExperimentStore, records: Iterable[StateRecord]) -> set[str]:
+    """:func:`current_keys` with the store's roots and readable definitions."""
+    return current_keys(records, store.root_keys(), readable_definitions(store))

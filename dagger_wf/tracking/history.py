@@ -56,17 +56,24 @@ def _pending_row(marker: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def attempt_rows(
-    store: ExperimentStore, keys: Iterable[str] | None = None, include_superseded: bool = False
-) -> list[dict[str, Any]]:
-    """The rows of :func:`history_frame`, as plain dicts, in the order the store keeps."""
-    wanted = set(keys) if keys is not None else None
+def readable_attempts(store: ExperimentStore) -> list[StateRecord]:
+    """Every attempt the store keeps (failed ones first, then each stored state's
+    record), each file that cannot be read skipped with a :class:`CorruptStateWarning`."""
     attempts = []
     for record in store.iter_attempts():
         if isinstance(record, CorruptStateError):
             warnings.warn(str(record), CorruptStateWarning, stacklevel=4)
             continue
         attempts.append(record)
+    return attempts
+
+
+def attempt_rows(
+    store: ExperimentStore, keys: Iterable[str] | None = None, include_superseded: bool = False
+) -> list[dict[str, Any]]:
+    """The rows of :func:`history_frame`, as plain dicts, in the order the store keeps."""
+    wanted = set(keys) if keys is not None else None
+    attempts = readable_attempts(store)
     latest = {record.key: record for record in attempts}  # a state's record comes last
     current = current_keys_of(store, latest.values())
     rows = []
