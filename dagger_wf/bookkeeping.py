@@ -7,6 +7,7 @@ object, so that every other attribute name on a state is the user's to declare.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, ClassVar, Protocol
 
 from .errors import MetricOutsideRunError, StateNotComputedError, UnknownMetricError
@@ -29,7 +30,10 @@ class Bookkeeping:
     ``.record``, ``.metrics()``, ``.log_metric()`` and ``.load_metric()``."""
 
     def __init__(self, state: KeptState) -> None:
-        self._state = state
+        # Weak: a strong link back would make each state a reference cycle, so a
+        # computed state's payload (a model) would stay in memory until Python's cyclic
+        # collector ran, instead of going as soon as the state is stored and dropped.
+        self._state_ref = weakref.ref(state)
         self.record: StateRecord | None = None
         # The seed Python's random, numpy and torch got before this state's step ran; a
         # recipe seeds its own generators from it (np.random.default_rng(state.dagger.seed)).
@@ -39,6 +43,22 @@ class Bookkeeping:
         self.logged: dict[str, list[list[float]]] = {}  # logged in this process
         self.recording = False  # a recipe, initialize_state or Function runs on the state
         self.pending = False  # defined, not computed: the payload is built when first read
+
+    @property
+    def _state(self) -> KeptState:
+        state = self._state_ref()
+        if state is None:
+            raise ReferenceError("this state.dagger outlived its state")
+        return state
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with its state (a weak reference does not pickle)."""
+        document = dict(self.__dict__)
+        document["_state_ref"] = self._state
+        return document
+
+    def __setstate__(self, document: dict[str, Any]) -> None:
+        self.__dict__.update(document, _state_ref=weakref.ref(document["_state_ref"]))
 
     @property
     def status(self) -> Status:
