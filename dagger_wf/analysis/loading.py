@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+from ..collector import collector_paused
 from ..errors import CorruptStateError, CorruptStateWarning
 from ..records import Status
 from ..state import ExperimentState, TreeOwner, from_record
@@ -26,12 +27,31 @@ def load_tree(
     payload of a full restore (its state stays slim); the rest still loads. Each error is
     in ``tree.corrupt``, its ``key`` naming the state.
     """
+    with collector_paused():
+        tree = _slim_tree(store, state_class, owner, include_superseded)
+    if not slim:
+        for state in tree.node_map.values():
+            if state.dagger.status is Status.DONE:
+                try:
+                    state.restore()
+                except CorruptStateError as error:
+                    warnings.warn(str(error), CorruptStateWarning, stacklevel=3)
+                    tree.corrupt.append(error)
+    return tree
+
+
+def _slim_tree(
+    store: ExperimentStore,
+    state_class: type[ExperimentState],
+    owner: TreeOwner,
+    include_superseded: bool,
+) -> StaticExperimentTree:
     node_map: dict[str, ExperimentState] = {}
     corrupt: list[CorruptStateError] = []
     records = []
     for record in store.iter_records():
         if isinstance(record, CorruptStateError):
-            warnings.warn(str(record), CorruptStateWarning, stacklevel=3)
+            warnings.warn(str(record), CorruptStateWarning, stacklevel=4)
             corrupt.append(record)
             continue
         records.append(record)
@@ -45,15 +65,6 @@ def load_tree(
             state.parent = parent
             parent.children.add(state)
     superseded = {record.key for record in records} - current
-    tree = StaticExperimentTree(
+    return StaticExperimentTree(
         node_map, store.root_keys(), corrupt, store.directory, superseded, include_superseded
     )
-    if not slim:
-        for state in node_map.values():
-            if state.dagger.status is Status.DONE:
-                try:
-                    state.restore()
-                except CorruptStateError as error:
-                    warnings.warn(str(error), CorruptStateWarning, stacklevel=3)
-                    tree.corrupt.append(error)
-    return tree

@@ -16,6 +16,7 @@ from typing import Any
 
 import cloudpickle
 
+from ..collector import collector_paused
 from ..errors import RecipeFailedError, UnknownRunnerError, WorkerLostError
 from ..events import EventKind, RunEvent, RunReport
 from ..plan import Plan
@@ -30,7 +31,7 @@ from .transition import (
     StepContext,
     apply_function,
     compute_state,
-    reuse_stored,
+    reuse_listed,
     step_label,
 )
 
@@ -49,6 +50,19 @@ def _replay(event: RunEvent) -> RunEvent:
 
 def _state_task(key: str, run_id: str) -> str:
     return f"state-{key}-{run_id}"
+
+
+def _function_task(index: int, key: str, run_id: str) -> str:
+    return f"function-{index}-{key}-{run_id}"
+
+
+def _task_names(plan: Plan, run_id: str) -> list[str]:
+    """The name of every task of a run's whole graph, in :func:`build_graph`'s order."""
+    names = []
+    for key, planned in plan.states.items():
+        names.append(_state_task(key, run_id))
+        names.extend(_function_task(index, key, run_id) for index in range(len(planned.functions)))
+    return names
 
 
 def build_graph(
@@ -80,15 +94,15 @@ def build_graph(
     for key, planned in plan.states.items():
         name = _state_task(key, run_id)
         parent_task = state_tasks.get(planned.parent_key) if planned.parent_key else None
-        task_planned = dataclasses.replace(planned, functions=[])
         if key not in settled:
             if key in known_failures:
                 graph[name] = (_replay, known_failures[key])
             else:
+                task_planned = dataclasses.replace(planned, functions=[])
                 graph[name] = (compute_state, context, task_planned, parent_task)
             state_tasks[key] = name
         for index, function in enumerate(planned.functions):
-            graph[f"function-{index}-{key}-{run_id}"] = (
+            graph[_function_task(index, key, run_id)] = (
                 apply_function,
                 context,
                 key,
@@ -105,13 +119,16 @@ def settle_stored(plan: Plan, store: ExperimentStore, run_id: str) -> dict[str, 
     rather than a Dask task each."""
     settled: dict[str, RunEvent] = {}
     reused: set[str] = set()
+    stored = store.stored_keys()  # two listings, not two lookups per state
     for key, planned in plan.states.items():  # parents first
-        if planned.stored or (
-            planned.parent_key in plan.states and planned.parent_key not in reused
+        if (
+            planned.stored
+            or key not in stored
+            or (planned.parent_key in plan.states and planned.parent_key not in reused)
         ):
             continue
         label = step_label(planned, plan.state_class)
-        event = reuse_stored(store, planned, run_id, "dask", label)
+        event = reuse_listed(store, planned, run_id, "dask", label)
         if event is not None:
             settled[_state_task(key, run_id)] = event
             reused.add(key)
@@ -185,17 +202,19 @@ class DaskRunner:
                 check_main_is_guarded()
         run_id = uuid.uuid4().hex[:12]
         known_failures: dict[str, RunEvent] = {}
-        every_task = list(build_graph(plan, store, run_id)[0])
+        every_task = _task_names(plan, run_id)
         with (
             RunProgress(len(every_task), self.progress) as progress,
             self._lineage(plan, store, run_id) as lineage,
         ):
-            settled = settle_stored(plan, store, run_id)
+            with collector_paused():  # dagger_wf's bookkeeping only: no recipe runs in it
+                settled = settle_stored(plan, store, run_id)
             for event in settled.values():
                 progress.update(event)
             keys = {event.key for event in settled.values()}
             while True:
-                graph, _ = build_graph(plan, store, run_id, known_failures, lineage, keys)
+                with collector_paused():
+                    graph, _ = build_graph(plan, store, run_id, known_failures, lineage, keys)
                 try:
                     events = self._execute(graph, list(graph), progress)
                 except Exception as error:

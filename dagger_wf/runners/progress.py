@@ -31,6 +31,8 @@ class RunProgress:
         if not isinstance(event, RunEvent):
             return
         self.counts[event.kind] += 1
+        if self._bar.disable:  # not drawn: nothing to format
+            return
         self._bar.set_postfix(
             done=self.counts[EventKind.RAN],
             cached=self.counts[EventKind.CACHED],

@@ -263,8 +263,18 @@ def reuse_stored(
     """The event of reusing the stored state ``planned`` when a cheap look finds it whole
     (given the tags it is defined with now); None when it must be computed, or its damage
     looked at under its claim (:func:`compute_state` does both)."""
-    if store.is_done(planned.key) and store.payload_damage(planned.key) is None:
-        with contextlib.suppress(CorruptStateError):  # its record: under the claim
+    if store.is_done(planned.key):
+        return reuse_listed(store, planned, run_id, runner, label)
+    return None
+
+
+def reuse_listed(
+    store: ExperimentStore, planned: PlannedState, run_id: str, runner: str, label: str
+) -> RunEvent | None:
+    """:func:`reuse_stored` for a state a listing of the store found stored (many are
+    asked about at once): one removed since is left to its task too."""
+    if store.payload_damage(planned.key) is None:
+        with contextlib.suppress(CorruptStateError, StateNotComputedError):  # under the claim
             return _cached(store, planned, run_id, runner, label)
     return None
 

@@ -259,13 +259,13 @@ class ExperimentStore:
         return record
 
     def read_record(self, key: str) -> StateRecord:
-        path = self.record_path(key)
-        if not path.is_file():
+        try:
+            return _record_from_file(self.record_path(key), key)
+        except (FileNotFoundError, IsADirectoryError):
             raise StateNotComputedError(
                 f"State {key[:12]} has not been computed in {self.directory}; run the "
                 "experiment first (exp.run())."
-            )
-        return _record_from_file(path, key)
+            ) from None
 
     def load_payload(self, key: str) -> dict[str, Any]:
         path = self.payload_path(key)
