@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from typing import Any
 
 from .codec import from_json, to_json
@@ -94,13 +95,16 @@ class StateRecord:
     def from_json(cls, document: dict[str, Any]) -> StateRecord:
         if document.get("format") != RECORD_FORMAT:
             raise ValueError(f"record format {document.get('format')!r}, not {RECORD_FORMAT}")
-        fields = {field.name for field in dataclasses.fields(cls)}
-        values = {name: value for name, value in document.items() if name in fields}
+        values = {name: value for name, value in document.items() if name in _RECORD_FIELDS}
         values.update(
             recipe=identity_from_json(document["recipe"]) if document["recipe"] else None,
             properties=from_json(document["properties"]),
-            tags=tuple(document["tags"]),
+            tags=tuple(map(sys.intern, document["tags"])),
             status=Status(document["status"]),
             metrics=from_json_series(document.get("metrics", {})),
         )
         return cls(**values)
+
+
+# Asked once per record read (a restore reads thousands): computed once.
+_RECORD_FIELDS = frozenset(field.name for field in dataclasses.fields(StateRecord))

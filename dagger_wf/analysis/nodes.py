@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,9 +31,13 @@ class NodeSet(list):
         negated = pattern.startswith("!")
         glob = pattern[1:] if negated else pattern
         if not _GLOB_CHARACTERS.intersection(glob):  # a plain tag: no pattern to match
-            return NodeSet(node for node in self if negated != (glob in node.tags))
-        matches = re.compile(fnmatch.translate(glob)).match
-        return NodeSet(node for node in self if negated != any(map(matches, node.tags)))
+            if negated:
+                return NodeSet([node for node in self if glob not in node.tags])
+            return NodeSet([node for node in self if glob in node.tags])
+        # Asked once per distinct tag: states share few tags among them (stored tags are
+        # interned, so the cache finds each by identity).
+        matches = functools.cache(re.compile(fnmatch.translate(glob)).match)
+        return NodeSet([node for node in self if negated != any(map(matches, node.tags))])
 
     def __getitem__(self, index: Any) -> Any:
         """A state by position; a slice is a NodeSet again."""
