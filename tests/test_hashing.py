@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import hashlib
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -461,3 +462,81 @@ def test_a_statement_after_a_one_line_body_is_not_in_it(tmp_path):
     )
     after = inside.replace("x = 1; return state", "x = 1\n        return state")
     assert _code_version(tmp_path, inside) != _code_version(tmp_path, after)
+
+
+SHAPES = """
+def keep(cls):
+    return cls
+
+
+class Step(dg.Recipe):
+    def run(self, state):
+        return state
+
+
+class Outer:
+    class Inner(dg.Recipe):  # a nested class
+        def run(self, state):
+            return state
+
+
+@keep
+class Decorated(dg.Recipe):
+    def run(self, state):
+        return state
+    # a trailing comment inside the class
+
+
+def factory():
+    class Local(dg.Recipe):
+        def run(self, state):
+            return state
+
+    return Local
+
+
+class Step(dg.Recipe):  # defined again: the first definition is what inspect reads
+    def run(self, state):
+        return None
+"""
+
+
+def _import_module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def test_a_recipe_class_source_reads_as_inspect_reads_it(tmp_path):
+    """Recipe sources are read with each module parsed once (not once per class): the
+    text is exactly inspect's, for nested, decorated, local and redefined classes."""
+    from dagger_wf.hashing import read_source
+
+    module = _import_module(_written(tmp_path / "shapes_module.py", SHAPES))
+    try:
+        for cls in (module.Step, module.Outer.Inner, module.Decorated, module.factory()):
+            assert read_source(cls) == inspect.getsource(cls)
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_an_edited_module_is_read_again(tmp_path):
+    from dagger_wf.hashing import read_source
+
+    path = _written(tmp_path / "edited_module.py", BASE)
+    first = _import_module(path)
+    try:
+        assert "max(1, 2)" in read_source(first.Step)
+        edited = _written(path, BASE.replace("max(1, 2)", "min(3, 4)"))
+        os.utime(edited, ns=(0, path.stat().st_mtime_ns + 10**9))  # a later version
+        second = _import_module(edited)
+        assert "min(3, 4)" in read_source(second.Step)
+    finally:
+        del sys.modules[path.stem]
+
+
+def _written(path: Path, source: str) -> Path:
+    path.write_text("import dagger_wf as dg\n\n" + textwrap.dedent(source))
+    return path

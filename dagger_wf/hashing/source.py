@@ -12,6 +12,7 @@ import functools
 import inspect
 import io
 import keyword
+import linecache
 import os
 import pathlib
 import sys
@@ -77,7 +78,51 @@ def normalised_source(cls: type) -> str:
 def read_source(obj: type | types.ModuleType) -> str:
     """``inspect.getsource(obj)``, one thread at a time (OSError, TypeError if none)."""
     with _PARSING:
+        if isinstance(obj, type) and sys.version_info < (3, 13):
+            return _class_source(obj)
         return inspect.getsource(obj)
+
+
+def _class_source(cls: type) -> str:
+    """``inspect.getsource(cls)``, the same text, with each module parsed once per
+    version of its source rather than once per class (before 3.13, ``inspect`` parses
+    the class's whole module each time: 37 ms for a 1 000-line one)."""
+    file = inspect.getsourcefile(cls)
+    if not file:
+        return inspect.getsource(cls)  # a "<...>" file, or an error: inspect's to give
+    linecache.checkcache(file)
+    module = inspect.getmodule(cls, file)
+    lines = linecache.getlines(file, module.__dict__ if module else None)
+    first = _class_first_lines("".join(lines)).get(cls.__qualname__) if lines else None
+    if first is None:
+        return inspect.getsource(cls)
+    return "".join(inspect.getblock(lines[first:]))
+
+
+@functools.lru_cache(maxsize=64)
+def _class_first_lines(source: str) -> dict[str, int]:
+    """The first line (0-based, decorators included) of each class in ``source``, by
+    qualified name; the first definition of a name wins, as in ``inspect.findsource``."""
+    first_lines: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                stack.extend([child.name, "<locals>"])
+                visit(child)
+                del stack[-2:]
+            elif isinstance(child, ast.ClassDef):
+                stack.append(child.name)
+                start = child.decorator_list[0] if child.decorator_list else child
+                first_lines.setdefault(".".join(stack), start.lineno - 1)
+                visit(child)
+                stack.pop()
+            else:
+                visit(child)
+
+    visit(ast.parse(source))
+    return first_lines
 
 
 def normalised_code(source: str) -> str:

@@ -84,10 +84,14 @@ def try_claim(path: Path, owner: dict[str, Any]) -> Claim | None:
 def _create(path: Path, document: dict[str, Any]) -> bool:
     """Create ``path`` holding ``document`` unless it exists; False if it does."""
     temporary = path.with_name(f".{path.name}.{document['token']}{TEMPORARY_SUFFIX}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, sort_keys=True)
     try:
         # Written inside the try: a failed write (a full disk) leaves no temporary file either.
-        temporary.write_text(json.dumps(document, sort_keys=True))
+        try:
+            temporary.write_text(text)
+        except FileNotFoundError:  # the store's first claim: running/ is made then
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(text)
         os.link(temporary, path)
     except FileExistsError:
         return False
