@@ -1,17 +1,22 @@
-"""Core costs of dagger_wf, each printed next to a plain-Python floor measured in the same run.
+"""Core costs of dagger_wf, each printed next to a plain-Python floor measured in the same run,
+ending with issue 13's table of targets: value, floor, ratio, target, met, and for each
+missed one the profile (the functions with the most time of their own) that shows why.
 
 Part 1 (bookkeeping): N trivial states in a tree (root -> 10 branches -> chains): define,
-first run, cached re-run, slim restore and tag filtering, against writing and reading N tiny
-JSON + N tiny pickle files. Part 2 (payloads): a chain of recipes over a large tensor and
-array, per transition, against ``pickle.dump`` + ``pickle.load`` of the same dict; it runs
-in fresh subprocesses so their peak RSS shows how many payload copies are alive at once.
-Part 3 (verified load, ``--only load``): loading a stored payload with every section and
-blob checked by crc32, against the floor of ``readinto`` of the same files' bytes; and the
-throughput of crc32 against sha256 (what blobs are named by) on the same buffer.
+first run, cached re-run, slim restore and tag filtering, against atomically creating N
+small files, reading one file of N records or N record files, and a set lookup.
+Part 2 (payloads, in fresh interpreters): a chain of recipes over one numpy or torch
+buffer (100 MiB, 3 transitions; 1 MiB, 10), per transition, against ``pickle.dump`` +
+``pickle.load`` of the same payload; the peak memory of a threads run of a 50 MiB root
+and 40 children, in payloads above the memory before it; the fixed cost of a first
+``exp.run()`` of a 1-state tree. Part 3 (verified load): loading a stored payload with
+every section and blob checked by its XXH3-128, against ``readinto`` of the same files'
+bytes; and XXH3-128 against crc32 (the checksum of version 3 payloads) and sha256 (what
+blobs are named by) on the same buffer.
 
-Timings are medians of 3 repeats and never asserted: these machines are shared and noisy.
-Run from the repository root: ``python bench/bench_core.py [--sizes 1000 10000]
-[--payload-mb 200] [--only trivial|load]``.
+Timings are medians of 3 repeats (1 for 100 000 states) and never asserted: these
+machines are shared and noisy. Run from the repository root: ``python bench/bench_core.py
+[--sizes 1000 10000 100000] [--repeats N] [--payload-mb 200] [--only trivial|payload|load]``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any, TypeVar
 import dask
 import numpy as np
 import torch
+import xxhash
 from targets import Target, print_targets, profile_lines
 from trivial import Counter, Step
 
@@ -302,7 +308,7 @@ def pickle_round_trip(path: Path, payload: dict[str, Any]) -> Any:
 
 def measure_load(workdir: Path, tensor_mb: int) -> dict[str, list[float]]:
     """Seconds to load one stored payload, checked, against reading its files' bytes;
-    and seconds of crc32 and of sha256 over the tensor's bytes."""
+    and seconds of XXH3-128, crc32 and sha256 over the tensor's bytes."""
     payload = {
         "tensor": make_buffer("torch", tensor_mb),
         "array": make_buffer("numpy", tensor_mb / 4),
@@ -317,6 +323,7 @@ def measure_load(workdir: Path, tensor_mb: int) -> dict[str, list[float]]:
         samples["load"].append(timed(functools.partial(read_payload, path, blobs))[0])
         samples["floor"].append(timed(functools.partial(read_files, files))[0])
         samples["crc32"].append(timed(functools.partial(zlib.crc32, buffer))[0])
+        samples["xxh3-128"].append(timed(functools.partial(xxhash.xxh3_128_digest, buffer))[0])
         samples["sha256"].append(timed(functools.partial(hashlib.sha256, buffer))[0])
     return dict(samples)
 
@@ -464,14 +471,14 @@ def print_load(tensor_mb: float, samples: dict[str, list[float]]) -> None:
     print(HEADER)
     print(
         row(
-            "read_payload: read + crc32 check + unpickle",
+            "read_payload: read + checksums + unpickle",
             load,
             None,
             f"{ratio(load, floor):.2f}x floor",
         )
     )
     print(row("floor: readinto of the same files", floor))
-    for name in ("crc32", "sha256"):
+    for name in ("xxh3-128", "crc32", "sha256"):
         throughput = tensor_mb * MB / statistics.median(samples[name]) / 1e9
         print(
             row(

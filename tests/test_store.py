@@ -163,3 +163,49 @@ def test_kill_9_mid_run_leaves_whole_states_and_resume_computes_the_rest(tmp_pat
         sys.path.remove(str(tmp_path))
     assert report.cached == done_before
     assert len(report.ran) == 41 - len(done_before)
+
+
+class Large(dg.ExperimentState):
+    """A payload above the size whose new blobs are hashed while they are written."""
+
+    PROPERTIES = ["name"]
+    NONHASHED_ATTRIBUTES = ["data"]
+
+    def initialize_state(self, **kwargs):
+        import numpy as np
+
+        self.data = np.arange(2**21, dtype=np.float64)  # 16 MiB
+
+
+class Bump(dg.Recipe):
+    PROPERTIES = ["by"]
+
+    def __init__(self, by):
+        self.by = by
+
+    def run(self, state):
+        if self.by:
+            state.data = state.data + self.by
+        return state
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_large_buffers_are_stored_once_each_under_their_sha256(tmp_path, durable):
+    """A changed buffer is a new blob; one a child inherits unchanged is its parent's."""
+    import hashlib
+
+    import numpy as np
+
+    exp = dg.Experiment(tmp_path / "exp", state_class=Large, durable=durable)
+    root = exp.spawn_new_tree(name="large")
+    unchanged, changed = Bump(0)(root), Bump(1)(root)
+    exp.run()
+    blobs = [path for path in (tmp_path / "exp" / "blobs").rglob("*") if path.is_file()]
+    original = np.arange(2**21, dtype=np.float64)
+    assert sorted(path.name for path in blobs) == sorted(
+        hashlib.sha256(data.tobytes()).hexdigest() for data in (original, original + 1)
+    )
+    tree = dg.Experiment.restore(tmp_path / "exp", Large, slim=False).graph
+    np.testing.assert_array_equal(tree.node(unchanged.key).data, original)
+    np.testing.assert_array_equal(tree.node(changed.key).data, original + 1)
+    assert not list((tmp_path / "exp").rglob("*.partial"))

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from trees import Shift, build_array_tree
 
 import dagger_wf as dg
 from dagger_wf.store.payload import blob_digests, blob_path, read_payload
+from dagger_wf.store.payload_format import read_header
 
 np = pytest.importorskip("numpy")
 
@@ -49,6 +51,12 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
 
 
+def _pickle_stream_offset(path: Path) -> int:
+    """Where the pickle stream starts: after the header, 64-byte aligned."""
+    header_size = read_header(path)[0].size
+    return header_size + (-header_size % 64)
+
+
 def _foreign_pickle(path: Path) -> None:
     path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
 
@@ -57,7 +65,7 @@ def _foreign_pickle(path: Path) -> None:
 DAMAGE = {
     "flipped byte in a blob": (lambda payload, blob: flip_byte(blob, 1000), "blob.*checksum"),
     "flipped byte in the pickle stream": (
-        lambda payload, blob: flip_byte(payload, 200),
+        lambda payload, blob: flip_byte(payload, _pickle_stream_offset(payload) + 20),
         "pickle stream fails its checksum",
     ),
     "truncated payload": (lambda payload, blob: _truncate(payload), "truncated"),
@@ -327,12 +335,15 @@ def test_verify_of_a_sound_store_exits_0_and_of_a_non_experiment_2(experiment_di
     assert elsewhere.returncode == 2 and "NotAnExperimentError" in elsewhere.stderr
 
 
-def _write_version_2_payload(path: Path, value: object, blob_directory: Path) -> None:
-    """A payload as dagger_wf wrote it before checksums: "DWFPAYL2", pickle length and
-    buffer count, then each buffer's length and sha256 (zero: inline, 64-byte aligned)."""
+def _write_old_payload(path: Path, value: object, blob_directory: Path, version: int) -> None:
+    """A payload as an older dagger_wf wrote it. Version 2, before checksums:
+    "DWFPAYL2", pickle length and buffer count, then each buffer's length and sha256
+    (zero: inline, 64-byte aligned). Version 3 adds crc32s: the pickle's after the
+    count, each buffer's after its digest, and the header's at its end."""
     stream, buffers = io.BytesIO(), []
     pickle.Pickler(stream, protocol=5, buffer_callback=buffers.append).dump(value)
     raws = [buffer.raw() for buffer in buffers]
+    pickled = stream.getvalue()
     entries, inline = [], []
     for raw in raws:
         if raw.nbytes >= 64 * 1024:
@@ -343,23 +354,40 @@ def _write_version_2_payload(path: Path, value: object, blob_directory: Path) ->
         else:
             digest = bytes(32)
             inline.append(bytes(raw))
-        entries.append(struct.pack("<Q32s", raw.nbytes, digest))
-    header = b"DWFPAYL2" + struct.pack("<QQ", len(stream.getvalue()), len(raws))
-    data = header + b"".join(entries)
-    for section in [stream.getvalue(), *inline]:
+        entry = struct.pack("<Q32s", raw.nbytes, digest)
+        entries.append(entry + (struct.pack("<I", zlib.crc32(raw)) if version == 3 else b""))
+    if version == 3:
+        header = b"DWFPAYL3" + struct.pack("<QQI", len(pickled), len(raws), zlib.crc32(pickled))
+        header += b"".join(entries)
+        data = header + struct.pack("<I", zlib.crc32(header))
+    else:
+        data = b"DWFPAYL2" + struct.pack("<QQ", len(pickled), len(raws)) + b"".join(entries)
+    for section in [pickled, *inline]:
         data += b"\0" * (-len(data) % 64) + section
     path.write_bytes(data)
 
 
-def test_a_version_2_payload_still_loads_and_its_blobs_are_checked_by_sha256(tmp_path):
+@pytest.mark.parametrize(("version", "found_by"), [(2, "sha256"), (3, "checksum")])
+def test_a_payload_of_an_older_version_still_loads_and_its_blobs_are_checked(
+    tmp_path, version, found_by
+):
     value = {"big": np.arange(20_000.0), "small": np.ones(3), "name": "old"}
-    _write_version_2_payload(tmp_path / "old.payload", value, tmp_path / "blobs")
+    _write_old_payload(tmp_path / "old.payload", value, tmp_path / "blobs", version)
     loaded = read_payload(tmp_path / "old.payload", tmp_path / "blobs")
     np.testing.assert_array_equal(loaded["big"], value["big"])
     np.testing.assert_array_equal(loaded["small"], value["small"])
+    assert loaded["name"] == "old"
     (blob,) = (tmp_path / "blobs").glob("*/*")
     flip_byte(blob, 500)
-    with pytest.raises(dg.CorruptStateError, match="sha256"):
+    with pytest.raises(dg.CorruptStateError, match=found_by):
+        read_payload(tmp_path / "old.payload", tmp_path / "blobs")
+
+
+def test_a_version_3_payload_with_a_changed_inline_byte_is_damaged(tmp_path):
+    value = {"small": np.ones(3), "name": "old"}
+    _write_old_payload(tmp_path / "old.payload", value, tmp_path / "blobs", 3)
+    flip_byte(tmp_path / "old.payload", (tmp_path / "old.payload").stat().st_size - 3)
+    with pytest.raises(dg.CorruptStateError, match="checksum"):
         read_payload(tmp_path / "old.payload", tmp_path / "blobs")
 
 

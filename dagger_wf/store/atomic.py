@@ -7,6 +7,7 @@ into place, which POSIX makes atomic within one file system.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import itertools
 import json
@@ -58,26 +59,61 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], durable: bool
 
     ``durable``: also flush the file and then its directory to the disk (``fsync``)
     before returning, so that a power loss cannot take back what was written."""
-    new_directory = False
+    publish(write_temporary(path, write, durable), path, durable)
+
+
+@dataclasses.dataclass(frozen=True)
+class Temporary:
+    """A file written whole, not yet in place; ``made_directory``: its directory is new."""
+
+    path: Path
+    made_directory: bool = False
+
+
+def write_temporary(
+    beside: Path, write: Callable[[IO[bytes]], object], durable: bool = False
+) -> Temporary:
+    """Call ``write(file)`` on a new temporary file in the directory of ``beside`` (made if
+    missing), flushed to the disk if ``durable``. :func:`publish` moves it into place; for
+    a file whose name is known only once it is written (a blob named by its content)."""
+    made_directory = False
     try:
-        descriptor, temporary = _create_temporary(path)
+        descriptor, temporary = _create_temporary(beside)
     except FileNotFoundError:  # the directory's first file
-        new_directory = True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = _create_temporary(path)
+        made_directory = True
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = _create_temporary(beside)
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
-        os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
+        raise
+    return Temporary(temporary, made_directory)
+
+
+def publish(temporary: Temporary, path: Path, durable: bool = False) -> None:
+    """Move ``temporary`` to ``path`` (in the same file system; its directory made if
+    missing), atomically; ``durable``: the move flushed to the disk too."""
+    made_directory = temporary.made_directory
+    try:
+        try:
+            os.replace(temporary.path, path)
+        except FileNotFoundError:
+            if not temporary.path.exists():
+                raise
+            made_directory = True
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary.path, path)
+    except BaseException:
+        temporary.path.unlink(missing_ok=True)
         raise
     if durable:
         sync(path.parent)
-        if new_directory:
+        if made_directory:
             sync(path.parent.parent)
 
 

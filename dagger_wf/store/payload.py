@@ -10,7 +10,7 @@ Buffers of at least ``BLOB_THRESHOLD`` bytes go to a content-addressed blob dire
 every state inherits unchanged is stored once, not once per state.
 
 The file layout, and the checks of it, are in :mod:`.payload_format`: every section and
-every blob carries a crc32 that is checked on load, so damage is a named
+every blob carries a checksum that is checked on load, so damage is a named
 :class:`CorruptStateError`, never a silently wrong value. Loading unpickles: open only
 stores you trust.
 """
@@ -23,14 +23,18 @@ import io
 import pickle
 import struct
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import cloudpickle
 
 from ..errors import CorruptStateError, UnpicklablePayloadError
-from .atomic import atomic_write, refresh, sync
+from .atomic import atomic_write, publish, refresh, sync, write_temporary
+from .blob_names import known_name, remember
 from .payload_format import (
+    CHECKED,
     INLINE,
     MAGIC,
     Damage,
@@ -85,14 +89,76 @@ def _tensor_from_array(array: Any) -> Any:
     return torch.from_numpy(array)
 
 
-def _store_blob(blob_directory: Path, raw: memoryview, durable: bool) -> bytes:
-    digest = hashlib.sha256(raw).digest()
-    path = blob_path(blob_directory, digest)
-    if not refresh(path) or path.stat().st_size != raw.nbytes:  # a cut blob is replaced
-        atomic_write(path, lambda file: file.write(raw), durable)
-    elif durable:  # stored by a writer that may not have flushed it
-        sync(path)
+def _store_blob(blob_directory: Path, raw: memoryview, check: bytes, durable: bool) -> bytes:
+    """Store ``raw`` (whose checksum is ``check``) as a blob unless it is stored; return
+    its name. Bytes seen before in this process are not hashed again (:mod:`.blob_names`);
+    new large ones are written while they are hashed."""
+    digest = known_name(raw.nbytes, check)
+    if digest is None and raw.nbytes >= HASH_WHILE_WRITING:
+        digest = _write_while_hashing(blob_directory, raw, durable)
+    else:
+        digest = digest or hashlib.sha256(raw).digest()
+        path = blob_path(blob_directory, digest)
+        if not _is_stored(path, raw.nbytes):
+            atomic_write(path, lambda file: file.write(raw), durable)
+        elif durable:  # stored by a writer that may not have flushed it
+            sync(path)
+    remember(raw.nbytes, check, digest)
     return digest
+
+
+def _is_stored(blob: Path, length: int) -> bool:
+    """Whether the blob is there whole (a cut one is replaced), marked as just used."""
+    return refresh(blob) and blob.stat().st_size == length
+
+
+# New buffers from this size on are hashed by a second thread while this one writes them
+# (both run outside the GIL): their cost is then the longer of the two, not the sum.
+HASH_WHILE_WRITING = 8 * 2**20
+
+
+def _sha256_meanwhile(raw: memoryview) -> Callable[[], bytes]:
+    """Start hashing ``raw`` in a thread of its own (a thread per blob, not a pool, which
+    a forked worker would inherit without its threads); the call returned waits for it."""
+    digests: list[bytes] = []
+    thread = threading.Thread(
+        target=lambda: digests.append(hashlib.sha256(raw).digest()),
+        name="dagger_wf-sha256",
+        daemon=True,
+    )
+    thread.start()
+
+    def digest() -> bytes:
+        thread.join()
+        return digests[0] if digests else hashlib.sha256(raw).digest()  # its error, here
+
+    return digest
+
+
+def _write_while_hashing(blob_directory: Path, raw: memoryview, durable: bool) -> bytes:
+    """Store new bytes as a blob, written to a temporary file while their sha256 is
+    computed, then moved to that name (or dropped, if that blob is stored already)."""
+    hashed = _sha256_meanwhile(raw)
+    try:
+        temporary = write_temporary(blob_directory / "new", lambda file: file.write(raw), durable)
+    finally:
+        digest = hashed()
+    path = blob_path(blob_directory, digest)
+    if _is_stored(path, raw.nbytes):
+        temporary.path.unlink(missing_ok=True)
+        if durable:
+            sync(path)
+    else:
+        publish(temporary, path, durable)
+    return digest
+
+
+def _stored_section(blob_directory: Path, raw: memoryview, durable: bool) -> Section:
+    """The header's entry for one buffer; a large one stored as a blob first."""
+    check = checksum(raw)
+    if raw.nbytes < BLOB_THRESHOLD:
+        return Section(raw.nbytes, INLINE, check)
+    return Section(raw.nbytes, _store_blob(blob_directory, raw, check, durable), check)
 
 
 def payload_bytes(value: Any) -> bytes:
@@ -137,14 +203,7 @@ def write_payload(path: Path, payload: Any, blob_directory: Path, durable: bool 
     except _PICKLING_ERRORS as error:
         raise _unpicklable(path.stem, payload, error) from error
     raws = [buffer.raw() for buffer in buffers]
-    stored = [
-        Section(
-            raw.nbytes,
-            _store_blob(blob_directory, raw, durable) if raw.nbytes >= BLOB_THRESHOLD else INLINE,
-            checksum(raw),
-        )
-        for raw in raws
-    ]
+    stored = [_stored_section(blob_directory, raw, durable) for raw in raws]
     pickled = stream.getbuffer()
     header = pack_header([Section(pickled.nbytes, INLINE, checksum(pickled)), *stored])
     inline = [raw for raw, section in zip(raws, stored, strict=True) if not section.is_blob]
@@ -177,7 +236,7 @@ def read_payload(path: Path, blob_directory: Path) -> Any:
     try:
         return pickle.loads(sections[0], buffers=sections[1:])
     except (pickle.UnpicklingError, EOFError, struct.error, ValueError) as error:
-        if bytes(view[: len(MAGIC)]) == MAGIC:
+        if bytes(view[: len(MAGIC)]) in CHECKED:
             raise  # its bytes passed their checksums: not damage, so not to be removed
         raise damaged_payload(path, f"it cannot be unpickled ({error})") from error
 

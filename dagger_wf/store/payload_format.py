@@ -1,15 +1,17 @@
 """The byte layout of a payload file, and the checks that tell a whole one from a damaged one.
 
-Version 3 (``DWFPAYL3``): ``MAGIC``; a header (pickle length, buffer count, the pickle's
-crc32, then per buffer its length, its sha256 digest if it is a blob (all zero: stored
-inline) and its crc32; last, the crc32 of the header itself); the cloudpickle stream; the
-inline buffers, 64-byte aligned. Blobs are named by sha256 (so that equal data is stored
-once) but checked by crc32 on load: twice as fast, and a blob's name already rules out
-a mix-up, so the check needs to catch damage only (``bench/bench_core.py --only load``
-measures both).
+Version 4 (``DWFPAYL4``): ``MAGIC``; a header (pickle length, buffer count, the pickle's
+checksum, then per buffer its length, its sha256 digest if it is a blob (all zero: stored
+inline) and its checksum; last, the checksum of the header itself); the cloudpickle
+stream; the inline buffers, 64-byte aligned. Checksums are XXH3-128: about seven times the
+speed of crc32 here, so checking a loaded model costs little beside reading it, and wide
+enough to stand for the bytes (see :mod:`.blob_names`). Blobs are named by sha256 (so
+that equal data is stored once, and its name rules out a mix-up), but checked by their
+checksum on load (``bench/bench_core.py --only load`` measures both).
 
-Version 2 (``DWFPAYL2``) is the same without any crc: it still loads, its blobs checked
-against their sha256.
+Version 3 (``DWFPAYL3``) is the same with crc32 checksums (4 bytes); version 2
+(``DWFPAYL2``) the same without any: both still load, version 2's blobs checked against
+their sha256.
 """
 
 from __future__ import annotations
@@ -21,16 +23,41 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-MAGIC = b"DWFPAYL3"
+import xxhash
+
+from .blob_names import remember
+
+MAGIC = b"DWFPAYL4"  # the version written
+MAGIC_V3 = b"DWFPAYL3"
 MAGIC_V2 = b"DWFPAYL2"
+CHECKED = (MAGIC, MAGIC_V3)  # the versions whose every section carries a checksum
 ALIGNMENT = 64
 INLINE = bytes(32)  # the digest field of a buffer stored inline
-_COUNTS = struct.Struct("<QQI")  # pickle length, buffer count, pickle crc32
-_BUFFER = struct.Struct("<Q32sI")  # length, sha256 digest, crc32
-_CRC = struct.Struct("<I")
-_COUNTS_V2 = struct.Struct("<QQ")
-_BUFFER_V2 = struct.Struct("<Q32s")
+Check = int | bytes  # crc32 (version 3) or XXH3-128 (version 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Version:
+    """How one version lays out its header, and which checksum it uses (None: none)."""
+
+    counts: struct.Struct  # pickle length, buffer count[, pickle checksum]
+    buffer: struct.Struct  # length, sha256 digest[, checksum]
+    check: struct.Struct | None  # the header's own checksum
+    algorithm: str | None
+
+
+_VERSIONS = {
+    MAGIC: _Version(
+        struct.Struct("<QQ16s"), struct.Struct("<Q32s16s"), struct.Struct("<16s"), "xxh3"
+    ),
+    MAGIC_V3: _Version(
+        struct.Struct("<QQI"), struct.Struct("<Q32sI"), struct.Struct("<I"), "crc32"
+    ),
+    MAGIC_V2: _Version(struct.Struct("<QQ"), struct.Struct("<Q32s"), None, None),
+}
+_LATEST = _VERSIONS[MAGIC]
 
 
 class Damage(ValueError):
@@ -44,11 +71,12 @@ class Damage(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Section:
     """The pickle stream or one buffer: its length, blob digest (``INLINE``: in the
-    payload file) and crc32 (None in a version 2 file)."""
+    payload file) and checksum by ``algorithm`` (None in a version 2 file)."""
 
     length: int
     digest: bytes
-    crc: int | None
+    check: Check | None
+    algorithm: str | None = "xxh3"
 
     @property
     def is_blob(self) -> bool:
@@ -69,8 +97,14 @@ class Header:
         return offset
 
 
-def checksum(data: bytes | bytearray | memoryview) -> int:
-    return zlib.crc32(data)
+def checksum(data: bytes | bytearray | memoryview) -> bytes:
+    """The checksum a section written now carries."""
+    return xxhash.xxh3_128_digest(data)
+
+
+def _checksum_by(algorithm: str | None, data: bytes | bytearray | memoryview) -> Check:
+    """The checksum of ``data`` as a file of any version computes it."""
+    return zlib.crc32(data) if algorithm == "crc32" else checksum(data)
 
 
 def padding(offset: int) -> int:
@@ -83,52 +117,58 @@ def blob_path(blob_directory: Path, digest: bytes) -> Path:
 
 
 def pack_header(sections: list[Section]) -> bytes:
-    """The header of a version 3 file; ``sections[0]`` is the pickle stream."""
+    """The header of a file of the latest version; ``sections[0]`` is the pickle stream."""
     stream, *buffers = sections
-    header = MAGIC + _COUNTS.pack(stream.length, len(buffers), stream.crc or 0)
-    header += b"".join(_BUFFER.pack(buffer.length, buffer.digest, buffer.crc) for buffer in buffers)
-    return header + _CRC.pack(checksum(header))
+    header = MAGIC + _LATEST.counts.pack(stream.length, len(buffers), stream.check)
+    header += b"".join(
+        _LATEST.buffer.pack(buffer.length, buffer.digest, buffer.check) for buffer in buffers
+    )
+    assert _LATEST.check is not None
+    return header + _LATEST.check.pack(checksum(header))
+
+
+def _version(prefix: bytes | memoryview) -> _Version:
+    try:
+        return _VERSIONS[bytes(prefix[: len(MAGIC)])]
+    except KeyError:
+        raise Damage(
+            "it does not start with the dagger_wf payload marker (not a payload file)"
+        ) from None
 
 
 def header_length(prefix: bytes | memoryview) -> int:
     """How many bytes the header takes, from its first :data:`PREFIX_LENGTH` bytes."""
-    magic = bytes(prefix[: len(MAGIC)])
-    if magic not in (MAGIC, MAGIC_V2):
-        raise Damage("it does not start with the dagger_wf payload marker (not a payload file)")
-    counts = _COUNTS if magic == MAGIC else _COUNTS_V2
-    if len(prefix) < len(MAGIC) + counts.size:
+    version = _version(prefix)
+    if len(prefix) < len(MAGIC) + version.counts.size:
         raise Damage("it ends inside its header")
-    count = counts.unpack_from(prefix, len(MAGIC))[1]
-    if magic == MAGIC_V2:
-        return len(MAGIC) + counts.size + count * _BUFFER_V2.size
-    return len(MAGIC) + counts.size + count * _BUFFER.size + _CRC.size
+    count = version.counts.unpack_from(prefix, len(MAGIC))[1]
+    check_size = version.check.size if version.check else 0
+    return len(MAGIC) + version.counts.size + count * version.buffer.size + check_size
 
 
-PREFIX_LENGTH = len(MAGIC) + _COUNTS.size
+PREFIX_LENGTH = len(MAGIC) + max(version.counts.size for version in _VERSIONS.values())
 
 
 def parse_header(view: bytes | memoryview) -> Header:
     """The sections a payload file holds, from its first bytes; :class:`Damage` if the
-    header is cut short or (version 3) fails its crc."""
-    size = header_length(view[:PREFIX_LENGTH])
+    header is cut short or fails its checksum."""
+    size = header_length(view)
     if len(view) < size:
         raise Damage("it ends inside its header")
-    if bytes(view[: len(MAGIC)]) == MAGIC_V2:
-        pickle_length, count = _COUNTS_V2.unpack_from(view, len(MAGIC))
-        offset = len(MAGIC) + _COUNTS_V2.size
-        sections = [Section(pickle_length, INLINE, None)]
-        for index in range(count):
-            length, digest = _BUFFER_V2.unpack_from(view, offset + index * _BUFFER_V2.size)
-            sections.append(Section(length, digest, None))
-        return Header(sections, size)
-    (stored_crc,) = _CRC.unpack_from(view, size - _CRC.size)
-    if checksum(view[: size - _CRC.size]) != stored_crc:
-        raise Damage("its header fails its checksum")
-    pickle_length, count, pickle_crc = _COUNTS.unpack_from(view, len(MAGIC))
-    offset = len(MAGIC) + _COUNTS.size
-    sections = [Section(pickle_length, INLINE, pickle_crc)]
-    for index in range(count):
-        sections.append(Section(*_BUFFER.unpack_from(view, offset + index * _BUFFER.size)))
+    version = _version(view)
+    if version.check is not None:
+        (stored,) = version.check.unpack_from(view, size - version.check.size)
+        if _checksum_by(version.algorithm, view[: size - version.check.size]) != stored:
+            raise Damage("its header fails its checksum")
+    counts = version.counts.unpack_from(view, len(MAGIC))
+    pickle_check = counts[2] if version.check is not None else None
+    sections = [Section(counts[0], INLINE, pickle_check, version.algorithm)]
+    offset = len(MAGIC) + version.counts.size
+    for index in range(counts[1]):
+        length, digest, *check = version.buffer.unpack_from(
+            view, offset + index * version.buffer.size
+        )
+        sections.append(Section(length, digest, check[0] if check else None, version.algorithm))
     return Header(sections, size)
 
 
@@ -166,8 +206,8 @@ def check_structure(path: Path, blob_directory: Path) -> None:
 
 
 def check_section(data: memoryview, section: Section, name: str) -> None:
-    """``data`` has the crc32 its header gives (a version 2 file gives none to check)."""
-    if section.crc is not None and checksum(data) != section.crc:
+    """``data`` has the checksum its header gives (a version 2 file gives none to check)."""
+    if section.check is not None and _checksum_by(section.algorithm, data) != section.check:
         raise Damage(f"{name} fails its checksum (its bytes changed)")
 
 
@@ -227,8 +267,9 @@ def read_checked_blob(blob: Path, section: Section) -> memoryview:
             running.update(view[offset : offset + count])
             offset += count
     if not running.matches():
-        what = "fails its checksum" if section.crc is not None else "no longer matches its sha256"
+        what = "fails its checksum" if section.check is not None else "no longer matches its sha256"
         raise Damage(f"its blob {blob} {what} (its bytes changed)", blob)
+    remember(section.length, section.check, section.digest)
     return view
 
 
@@ -236,20 +277,26 @@ _CHUNK = 256 * 1024
 
 
 class _RunningCheck:
-    """crc32 (version 3) or sha256 (version 2) of a blob, fed chunk by chunk."""
+    """A blob's checksum (versions 3 and 4) or sha256 (version 2), fed chunk by chunk."""
 
     def __init__(self, section: Section) -> None:
         self.section = section
         self.crc = 0
-        self.sha256 = hashlib.sha256() if section.crc is None else None
+        self.hasher: Any = None
+        if section.check is None:
+            self.hasher = hashlib.sha256()
+        elif section.algorithm != "crc32":
+            self.hasher = xxhash.xxh3_128()
 
     def update(self, chunk: memoryview) -> None:
-        if self.sha256 is not None:
-            self.sha256.update(chunk)
+        if self.hasher is not None:
+            self.hasher.update(chunk)
         else:
             self.crc = zlib.crc32(chunk, self.crc)
 
     def matches(self) -> bool:
-        if self.sha256 is not None:
-            return self.sha256.digest() == self.section.digest
-        return self.crc == self.section.crc
+        if self.section.check is None:
+            return bool(self.hasher.digest() == self.section.digest)
+        if self.hasher is not None:
+            return bool(self.hasher.digest() == self.section.check)
+        return self.crc == self.section.check
