@@ -7,10 +7,16 @@ object, so that every other attribute name on a state is the user's to declare.
 
 from __future__ import annotations
 
+import copy
 import weakref
 from typing import Any, ClassVar, Protocol
 
-from .errors import MetricOutsideRunError, StateNotComputedError, UnknownMetricError
+from .errors import (
+    DetachedBookkeepingError,
+    MetricOutsideRunError,
+    StateNotComputedError,
+    UnknownMetricError,
+)
 from .metrics import append_metric
 from .records import StateRecord, Status
 from .storage import StateStorage
@@ -48,8 +54,23 @@ class Bookkeeping:
     def _state(self) -> KeptState:
         state = self._state_ref()
         if state is None:
-            raise ReferenceError("this state.dagger outlived its state")
+            raise DetachedBookkeepingError(
+                "This state.dagger belongs to a state that no longer exists (nothing "
+                "referred to it, so Python freed it). Keep a reference to the state "
+                "itself, and read state.dagger from it."
+            )
         return state
+
+    def belongs_to(self, state: KeptState) -> bool:
+        return self._state_ref() is state
+
+    def bound_to(self, state: KeptState) -> Bookkeeping:
+        """A copy of this bookkeeping for ``state`` (a copy of its state): same record,
+        seed, key and storage, its own logged metrics."""
+        copied = copy.copy(self)
+        copied._state_ref = weakref.ref(state)
+        copied.logged = {name: list(series) for name, series in self.logged.items()}
+        return copied
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with its state (a weak reference does not pickle)."""

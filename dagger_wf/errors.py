@@ -140,6 +140,10 @@ class StateNotComputedError(DaggerError, FileNotFoundError):
     """A state's payload was asked for before the state was computed."""
 
 
+class DetachedBookkeepingError(DaggerError, ReferenceError):
+    """A ``state.dagger`` was used after its state was garbage-collected."""
+
+
 class SlimStateError(DaggerError, AttributeError):
     """A payload attribute was read on a slim state, whose payload is not loaded."""
 

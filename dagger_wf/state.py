@@ -265,6 +265,14 @@ class ExperimentState:
         self.__dict__.update(state)
         self.experiment_object = None
 
+    def __copy__(self) -> ExperimentState:
+        """``copy.copy``: as pickling copies, with bookkeeping of its own (the state's
+        ``dagger`` speaks for one state only)."""
+        copied = type(self).__new__(type(self))
+        copied.__setstate__(self.__getstate__())
+        copied.dagger = self.dagger.bound_to(copied)
+        return copied
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sha={self.sha()[:12]}, tags={sorted(self.tags)})"
 

@@ -64,6 +64,8 @@ def adopt_result(
 ) -> ExperimentState:
     """Whatever object ``run()`` returned is the state ``key`` names: it takes the key,
     lineage, storage and logged metrics of the child it was made from."""
+    if not result.dagger.belongs_to(result):  # built by hand from another state's dict
+        result.dagger = result.dagger.bound_to(result)
     result.dagger.recording = False
     result.dagger.logged = {**made_from.dagger.logged, **result.dagger.logged}
     result.dagger.key, result.parent_sha, result.recipe = key, made_from.parent_sha, recipe

@@ -300,3 +300,48 @@ def test_a_snakemake_job_on_a_full_disk_fails_naming_enospc_and_a_rerun_computes
     run_snakemake(snakefile, "local")
     assert _visited(visits) == sorted({*arrays} - stored)
     assert _whole_states(directory, arrays) == {root, *arrays}
+
+
+SAME_DATA_SCRIPT = """
+import sys
+
+import numpy as np
+
+import dagger_wf as dg
+
+
+class Dataset(dg.ExperimentState):
+    PROPERTIES = ["name"]
+    NONHASHED_ATTRIBUTES = ["data"]
+
+    def initialize_state(self, **kwargs):
+        self.data = np.arange(9 * 2**17, dtype=np.float64)  # 9 MiB: one large blob
+
+
+if __name__ == "__main__":
+    exp = dg.Experiment(sys.argv[1], Dataset)
+    exp.spawn_new_tree(name=sys.argv[2])
+    exp.run()
+"""
+
+
+def test_a_large_buffer_stored_already_is_stored_on_a_full_disk_by_a_new_process(
+    small_disk, tmp_path
+):
+    """Equal data made again by another process (another root, a Snakemake job) is the
+    blob stored already: nothing of it needs writing, though that process hashed it
+    while it tried to."""
+    small_disk.grow(16)
+    script = tmp_path / "same_data.py"
+    script.write_text(SAME_DATA_SCRIPT)
+    directory = small_disk.path / "exp"
+    subprocess.run([sys.executable, str(script), str(directory), "first"], check=True)
+    small_disk.fill(leave_bytes=256 * 1024)
+    second = subprocess.run(
+        [sys.executable, str(script), str(directory), "second"], capture_output=True, text=True
+    )
+    assert second.returncode == 0, second.stderr
+    store = ExperimentStore(directory)
+    assert len(store.stored_keys()) == 2
+    assert len([path for path in store.blob_directory.rglob("*") if path.is_file()]) == 1
+    assert not [path for path in directory.rglob(".*") if path.is_file()]

@@ -67,3 +67,31 @@ def test_restore_and_run_leave_the_collector_as_they_found_it(tmp_path, enabled)
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+class ReturnsACopy(dg.Recipe):
+    """Returns a shallow copy of its state, with a new array."""
+
+    def run(self, state):
+        import copy
+
+        copied = copy.copy(state)
+        copied.own = np.ones(10)
+        return copied
+
+
+def test_a_recipe_may_return_a_shallow_copy_of_its_state(tmp_path):
+    exp = dg.Experiment(tmp_path / "exp", state_class=Arrays)
+    child = ReturnsACopy()(exp.spawn_new_tree(name="copied"))
+    exp.run()
+    gc.collect()
+    stored = dg.Experiment.restore(tmp_path / "exp", Arrays, slim=False).graph.node(child.key)
+    np.testing.assert_array_equal(stored.own, np.ones(10))
+    assert stored.dagger.properties() == {"name": "copied"}
+
+
+def test_a_state_s_dagger_used_after_the_state_is_gone_says_so():
+    bookkeeping = Arrays().dagger
+    gc.collect()
+    with pytest.raises(dg.DetachedBookkeepingError, match="Keep a reference to the state"):
+        bookkeeping.properties()

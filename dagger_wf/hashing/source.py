@@ -88,8 +88,8 @@ def _class_source(cls: type) -> str:
     version of its source rather than once per class (before 3.13, ``inspect`` parses
     the class's whole module each time: 37 ms for a 1 000-line one)."""
     file = inspect.getsourcefile(cls)
-    if not file:
-        return inspect.getsource(cls)  # a "<...>" file, or an error: inspect's to give
+    if not file or hasattr(cls, "__wrapped__"):  # inspect's to read, or to refuse
+        return inspect.getsource(cls)
     linecache.checkcache(file)
     module = inspect.getmodule(cls, file)
     lines = linecache.getlines(file, module.__dict__ if module else None)

@@ -93,23 +93,29 @@ def _store_blob(blob_directory: Path, raw: memoryview, check: bytes, durable: bo
     """Store ``raw`` (whose checksum is ``check``) as a blob unless it is stored; return
     its name. Bytes seen before in this process are not hashed again (:mod:`.blob_names`);
     new large ones are written while they are hashed."""
-    digest = known_name(raw.nbytes, check)
-    if digest is None and raw.nbytes >= HASH_WHILE_WRITING:
+    known = known_name(raw.nbytes, check)
+    if known is None and raw.nbytes >= HASH_WHILE_WRITING:
         digest = _write_while_hashing(blob_directory, raw, durable)
     else:
-        digest = digest or hashlib.sha256(raw).digest()
+        digest = known or hashlib.sha256(raw).digest()
         path = blob_path(blob_directory, digest)
         if not _is_stored(path, raw.nbytes):
             atomic_write(path, lambda file: file.write(raw), durable)
         elif durable:  # stored by a writer that may not have flushed it
             sync(path)
-    remember(raw.nbytes, check, digest)
+    # A new name is remembered only if the bytes did not change while they were hashed
+    # (another thread writing to a shared array): else the pair would be wrong.
+    if known is not None or checksum(raw) == check:
+        remember(raw.nbytes, check, digest)
     return digest
 
 
 def _is_stored(blob: Path, length: int) -> bool:
     """Whether the blob is there whole (a cut one is replaced), marked as just used."""
-    return refresh(blob) and blob.stat().st_size == length
+    try:
+        return refresh(blob) and blob.stat().st_size == length
+    except FileNotFoundError:  # moved aside by gc between the two looks
+        return False
 
 
 # New buffers from this size on are hashed by a second thread while this one writes them
@@ -137,19 +143,31 @@ def _sha256_meanwhile(raw: memoryview) -> Callable[[], bytes]:
 
 def _write_while_hashing(blob_directory: Path, raw: memoryview, durable: bool) -> bytes:
     """Store new bytes as a blob, written to a temporary file while their sha256 is
-    computed, then moved to that name (or dropped, if that blob is stored already)."""
+    computed, then moved to that name, or dropped if that blob is stored already (the
+    bytes are flushed to the disk only in the first case). A write that fails (a full
+    disk) is no failure when the blob turns out to be stored."""
     hashed = _sha256_meanwhile(raw)
     try:
-        temporary = write_temporary(blob_directory / "new", lambda file: file.write(raw), durable)
-    finally:
+        temporary = write_temporary(blob_directory / "new", lambda file: file.write(raw))
+    except OSError:
         digest = hashed()
-    path = blob_path(blob_directory, digest)
-    if _is_stored(path, raw.nbytes):
-        temporary.path.unlink(missing_ok=True)
-        if durable:
-            sync(path)
-    else:
-        publish(temporary, path, durable)
+        if not _is_stored(blob_path(blob_directory, digest), raw.nbytes):
+            raise
+        if durable:  # stored by a writer that may not have flushed it
+            sync(blob_path(blob_directory, digest))
+        return digest
+    try:
+        digest = hashed()
+        path = blob_path(blob_directory, digest)
+        if _is_stored(path, raw.nbytes):
+            if durable:
+                sync(path)
+        else:
+            if durable:
+                sync(temporary.path)
+            publish(temporary, path, durable)
+    finally:
+        temporary.path.unlink(missing_ok=True)  # dropped, or (published) gone already
     return digest
 
 

@@ -23,7 +23,6 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import xxhash
 
@@ -269,7 +268,7 @@ def read_checked_blob(blob: Path, section: Section) -> memoryview:
     if not running.matches():
         what = "fails its checksum" if section.check is not None else "no longer matches its sha256"
         raise Damage(f"its blob {blob} {what} (its bytes changed)", blob)
-    remember(section.length, section.check, section.digest)
+    remember(section.length, running.xxh3.digest(), section.digest)
     return view
 
 
@@ -277,26 +276,25 @@ _CHUNK = 256 * 1024
 
 
 class _RunningCheck:
-    """A blob's checksum (versions 3 and 4) or sha256 (version 2), fed chunk by chunk."""
+    """A blob's checksum (versions 3 and 4) or sha256 (version 2), fed chunk by chunk;
+    also its XXH3-128 whatever its version, by which :mod:`.blob_names` knows it."""
 
     def __init__(self, section: Section) -> None:
         self.section = section
         self.crc = 0
-        self.hasher: Any = None
-        if section.check is None:
-            self.hasher = hashlib.sha256()
-        elif section.algorithm != "crc32":
-            self.hasher = xxhash.xxh3_128()
+        self.xxh3 = xxhash.xxh3_128()
+        self.sha256 = hashlib.sha256() if section.check is None else None
 
     def update(self, chunk: memoryview) -> None:
-        if self.hasher is not None:
-            self.hasher.update(chunk)
-        else:
+        self.xxh3.update(chunk)
+        if self.sha256 is not None:
+            self.sha256.update(chunk)
+        elif self.section.algorithm == "crc32":
             self.crc = zlib.crc32(chunk, self.crc)
 
     def matches(self) -> bool:
-        if self.section.check is None:
-            return bool(self.hasher.digest() == self.section.digest)
-        if self.hasher is not None:
-            return bool(self.hasher.digest() == self.section.check)
-        return self.crc == self.section.check
+        if self.sha256 is not None:
+            return self.sha256.digest() == self.section.digest
+        if self.section.algorithm == "crc32":
+            return self.crc == self.section.check
+        return self.xxh3.digest() == self.section.check
