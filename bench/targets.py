@@ -45,7 +45,11 @@ class Target:
 
     @property
     def met(self) -> bool:
-        return COMPARISONS[self.comparison](self.figure, self.limit)
+        """At the precision printed (2 decimals of the ratio or value, in its unit)."""
+        scale = 1 if self.unit != "s" or (self.floor and not self.on_value) else 1e3
+        return COMPARISONS[self.comparison](
+            round(self.figure * scale, 2), round(self.limit * scale, 2)
+        )
 
     @property
     def goal(self) -> str:
