@@ -1,7 +1,7 @@
 """Checking every file of an experiment directory, and removing the states found damaged.
 
 :func:`verify_store` reads everything a state is made of: its record (it must parse), its
-payload (header, length, the crc32 of every section) and every blob it refers to (each
+payload (header, length, the checksum of every section) and every blob it refers to (each
 blob read and checked once, however many states share it). :func:`repair_store` then
 removes each damaged state's record and payload, and each damaged blob (a rewrite would
 reuse a blob by its name), so that the next run computes those states again.
