@@ -7,7 +7,6 @@ object, so that every other attribute name on a state is the user's to declare.
 
 from __future__ import annotations
 
-import copy
 import weakref
 from typing import Any, ClassVar, Protocol
 
@@ -67,9 +66,9 @@ class Bookkeeping:
     def bound_to(self, state: KeptState) -> Bookkeeping:
         """A copy of this bookkeeping for ``state`` (a copy of its state): same record,
         seed, key and storage, its own logged metrics."""
-        copied = copy.copy(self)
-        copied._state_ref = weakref.ref(state)
-        copied.logged = {name: list(series) for name, series in self.logged.items()}
+        copied = object.__new__(Bookkeeping)  # not copy.copy: that pickles, via the state
+        logged = {name: list(series) for name, series in self.logged.items()}
+        copied.__dict__.update(self.__dict__, _state_ref=weakref.ref(state), logged=logged)
         return copied
 
     def __getstate__(self) -> dict[str, Any]:

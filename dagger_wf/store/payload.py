@@ -31,7 +31,7 @@ from typing import IO, Any
 import cloudpickle
 
 from ..errors import CorruptStateError, UnpicklablePayloadError
-from .atomic import atomic_write, publish, refresh, sync, write_temporary
+from .atomic import Temporary, atomic_write, publish, refresh, sync, write_temporary
 from .blob_names import known_name, remember
 from .payload_format import (
     CHECKED,
@@ -99,10 +99,8 @@ def _store_blob(blob_directory: Path, raw: memoryview, check: bytes, durable: bo
     else:
         digest = known or hashlib.sha256(raw).digest()
         path = blob_path(blob_directory, digest)
-        if not _is_stored(path, raw.nbytes):
+        if not _reused(path, raw.nbytes, durable):
             atomic_write(path, lambda file: file.write(raw), durable)
-        elif durable:  # stored by a writer that may not have flushed it
-            sync(path)
     # A new name is remembered only if the bytes did not change while they were hashed
     # (another thread writing to a shared array): else the pair would be wrong.
     if known is not None or checksum(raw) == check:
@@ -110,12 +108,16 @@ def _store_blob(blob_directory: Path, raw: memoryview, check: bytes, durable: bo
     return digest
 
 
-def _is_stored(blob: Path, length: int) -> bool:
-    """Whether the blob is there whole (a cut one is replaced), marked as just used."""
+def _reused(blob: Path, length: int, durable: bool) -> bool:
+    """Whether the blob is stored whole already (a cut one is to be replaced); if so it
+    is marked as just used and, ``durable``, flushed (its writer may not have)."""
     try:
-        return refresh(blob) and blob.stat().st_size == length
+        stored = refresh(blob) and blob.stat().st_size == length
     except FileNotFoundError:  # moved aside by gc between the two looks
         return False
+    if stored and durable:
+        sync(blob)
+    return stored
 
 
 # New buffers from this size on are hashed by a second thread while this one writes them
@@ -147,28 +149,26 @@ def _write_while_hashing(blob_directory: Path, raw: memoryview, durable: bool) -
     bytes are flushed to the disk only in the first case). A write that fails (a full
     disk) is no failure when the blob turns out to be stored."""
     hashed = _sha256_meanwhile(raw)
+    temporary: Temporary | None = None
+    failed: OSError | None = None
     try:
         temporary = write_temporary(blob_directory / "new", lambda file: file.write(raw))
-    except OSError:
-        digest = hashed()
-        if not _is_stored(blob_path(blob_directory, digest), raw.nbytes):
-            raise
-        if durable:  # stored by a writer that may not have flushed it
-            sync(blob_path(blob_directory, digest))
-        return digest
+    except OSError as error:
+        failed = error
     try:
         digest = hashed()
         path = blob_path(blob_directory, digest)
-        if _is_stored(path, raw.nbytes):
-            if durable:
-                sync(path)
-        else:
+        if not _reused(path, raw.nbytes, durable):
+            if temporary is None:
+                assert failed is not None
+                raise failed
             if durable:
                 sync(temporary.path)
             publish(temporary, path, durable)
+        return digest
     finally:
-        temporary.path.unlink(missing_ok=True)  # dropped, or (published) gone already
-    return digest
+        if temporary is not None:
+            temporary.path.unlink(missing_ok=True)  # dropped, or (published) gone already
 
 
 def _stored_section(blob_directory: Path, raw: memoryview, durable: bool) -> Section:
