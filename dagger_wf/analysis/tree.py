@@ -54,11 +54,12 @@ class StaticExperimentTree:
         self.superseded = frozenset(superseded)
         self.includes_superseded = includes_superseded
         self.digraph = nx.DiGraph()
-        for key, state in node_map.items():
-            self.digraph.add_node(key, state=state)
-        for key, state in node_map.items():
-            if state.parent_sha in node_map:
-                self.digraph.add_edge(state.parent_sha, key)
+        self.digraph.add_nodes_from((key, {"state": state}) for key, state in node_map.items())
+        self.digraph.add_edges_from(
+            (state.parent_sha, key)
+            for key, state in node_map.items()
+            if state.parent_sha in node_map
+        )
         # Every state has an entry, a leaf an empty set (the original's leaves idiom:
         # [key for key, children in tree.edge_map.items() if not children]).
         self.edge_map: dict[str, set[str]] = defaultdict(set, {key: set() for key in node_map})

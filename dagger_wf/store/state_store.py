@@ -34,6 +34,7 @@ from . import layout
 from .atomic import atomic_write_json, naming_failed_write
 from .claims import Claim, claim, read_claim
 from .payload import payload_damage, read_payload, write_payload
+from .record_index import indexed_records
 
 EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
 
@@ -278,11 +279,14 @@ class ExperimentStore:
 
     def iter_records(self) -> Iterator[StateRecord | CorruptStateError]:
         """Every state's latest record (done beats failed); a corrupt file yields its error."""
-        done = self.done_keys()
-        for key in done:
-            yield _record_or_error(self.record_path(key), key)
-        for key in sorted(self.failed_keys() - set(done)):
+        done = self._stored_records()
+        yield from done.values()
+        for key in sorted(self.failed_keys() - done.keys()):
             yield _record_or_error(self.failure_paths(key)[-1], key)
+
+    def _stored_records(self) -> dict[str, StateRecord | CorruptStateError]:
+        """Each computed state's record, by key in key order, through the record index."""
+        return indexed_records(self.directory / layout.STATES, _record_or_error)
 
     def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
         moment = document["started"].replace(":", "").replace("-", "")
@@ -321,8 +325,7 @@ class ExperimentStore:
         """Every attempt: each computed state and each failed attempt, failed ones first."""
         for path in sorted((self.directory / layout.FAILURES).glob("*/*.json")):
             yield _record_or_error(path)
-        for path in sorted((self.directory / layout.STATES).glob("*.json")):
-            yield _record_or_error(path)
+        yield from self._stored_records().values()
 
 
 def _read_json(path: Path) -> Any:
