@@ -18,7 +18,7 @@ from trees import State
 import dagger_wf as dg
 from dagger_wf.runners.transition import worker_description
 from dagger_wf.store import ExperimentStore
-from dagger_wf.store.claims import EXPIRY_S, try_claim
+from dagger_wf.store.claims import EXPIRY_S, HEARTBEAT_S, try_claim
 from dagger_wf.store.gc import find_garbage, remove_garbage
 from dagger_wf.store.layout import CODE, ENVIRONMENTS
 from dagger_wf.store.snapshots import load_snapshot
@@ -282,6 +282,22 @@ def test_the_claim_of_a_killed_process_is_taken_at_once(tmp_path):
     with ExperimentStore(tmp_path / "store").claim("b" * 64, worker_description("dask")):
         assert time.monotonic() - start < 5
     assert not (tmp_path / "released").exists()
+
+
+def test_a_claim_left_empty_by_an_owner_killed_as_it_wrote_it_is_taken_a_heartbeat_later(
+    tmp_path,
+):
+    store = ExperimentStore(tmp_path / "store")
+    path = store.running_path("e" * 64)
+    path.parent.mkdir(parents=True)
+    path.touch()  # created (O_EXCL), its owner gone before the document was written
+    assert try_claim(path, worker_description("dask")) is None  # may be being written now
+    late = time.time() - HEARTBEAT_S - 1
+    os.utime(path, (late, late))
+    taken = try_claim(path, worker_description("dask"))
+    assert taken is not None and len(store.running_markers()) == 1  # whole, readable now
+    taken.release()
+    assert store.running_markers() == []
 
 
 def test_a_claim_of_another_host_holds_until_its_heartbeat_is_overdue(tmp_path):
