@@ -115,6 +115,36 @@ def test_a_rerun_computes_again_only_the_damaged_state_with_a_warning_and_the_sa
     assert _stored_bytes(experiment_dir, keys["shifted"]) == original
 
 
+@pytest.mark.parametrize("damage", FOUND_WITHOUT_LOADING)
+def test_damage_done_after_cached_reruns_is_found_by_the_next_rerun_all_the_same(
+    experiment_dir, damage
+):
+    """Cached reruns remember the looks they took (the record index): never past a change."""
+    build_array_tree(experiment_dir)[0].run()
+    for _ in range(2):
+        assert build_array_tree(experiment_dir)[0].run().ran == set()
+    keys = {name: promise.key for name, promise in build_array_tree(experiment_dir)[1].items()}
+    original = _stored_bytes(experiment_dir, keys["shifted"])
+    blob = _own_blob(experiment_dir, keys["shifted"], keys["root"])
+    DAMAGE[damage][0](_payload(experiment_dir, keys["shifted"]), blob)
+    rerun, _ = build_array_tree(experiment_dir)
+    with pytest.warns(dg.CorruptStateWarning, match=keys["shifted"]):
+        report = rerun.run()
+    assert report.ran == {keys["shifted"]}
+    assert _stored_bytes(experiment_dir, keys["shifted"]) == original
+
+
+def test_a_record_damaged_after_cached_reruns_is_found_by_the_next_rerun(experiment_dir):
+    build_array_tree(experiment_dir)[0].run()
+    for _ in range(2):
+        assert build_array_tree(experiment_dir)[0].run().ran == set()
+    rerun, promises = build_array_tree(experiment_dir)
+    record = experiment_dir / "states" / f"{promises['shifted'].key}.json"
+    record.write_bytes(record.read_bytes()[:-10])
+    with pytest.warns(dg.CorruptStateWarning, match=promises["shifted"].key):
+        assert rerun.run().ran == {promises["shifted"].key}
+
+
 def test_a_rerun_computes_again_a_state_whose_record_is_damaged(experiment_dir):
     exp, promises = build_array_tree(experiment_dir)
     exp.run()

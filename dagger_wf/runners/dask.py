@@ -31,7 +31,7 @@ from .transition import (
     StepContext,
     apply_function,
     compute_state,
-    reuse_listed,
+    reuse_whole,
     step_label,
 )
 
@@ -119,16 +119,16 @@ def settle_stored(plan: Plan, store: ExperimentStore, run_id: str) -> dict[str, 
     rather than a Dask task each."""
     settled: dict[str, RunEvent] = {}
     reused: set[str] = set()
-    stored = store.stored_keys()  # two listings, not two lookups per state
+    whole = store.whole_states()  # through the record index, not two looks per state
     for key, planned in plan.states.items():  # parents first
         if (
             planned.stored
-            or key not in stored
+            or key not in whole
             or (planned.parent_key in plan.states and planned.parent_key not in reused)
         ):
             continue
         label = step_label(planned, plan.state_class)
-        event = reuse_listed(store, planned, run_id, "dask", label)
+        event = reuse_whole(store, planned, run_id, "dask", label, whole[key])
         if event is not None:
             settled[_state_task(key, run_id)] = event
             reused.add(key)

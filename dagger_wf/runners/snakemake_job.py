@@ -70,14 +70,14 @@ def sync_targets(store_directory: str | Path, states: dict[str, dict], target: s
     A stored state whose payload a cheap look finds damaged (its header, its length, its
     blobs' presence and lengths) counts as missing."""
     store = ExperimentStore(store_directory)
-    stored = store.stored_keys()
+    whole = store.whole_states()
     for key, state in states.items():
         path = Path(target.format(key=key))
-        if key not in stored or store.payload_damage(key) is not None:  # its job repairs it
+        if key not in whole:  # not stored, or damaged: its job computes it (again)
             path.unlink(missing_ok=True)
         elif not path.exists():
             try:
-                merge_tags(store, key, set(state["tags"]), _runner()[0])
+                merge_tags(store, key, set(state["tags"]), _runner()[0], whole[key])
             except CorruptStateError:
                 continue  # its record is damaged: its job computes it again
             _touch(path)

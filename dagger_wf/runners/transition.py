@@ -85,10 +85,17 @@ def step_label(planned: PlannedState, state_class: type[ExperimentState]) -> str
     return repr(planned.recipe)
 
 
-def merge_tags(store: ExperimentStore, key: str, tags: set[str], runner: str) -> StateRecord:
+def merge_tags(
+    store: ExperimentStore,
+    key: str,
+    tags: set[str],
+    runner: str,
+    record: StateRecord | None = None,
+) -> StateRecord:
     """A stored state defined under new tags carries them from now on (merged under the
-    state's claim: a tag another process adds at the same time is kept too)."""
-    record = store.read_record(key)
+    state's claim: a tag another process adds at the same time is kept too). ``record``:
+    its record, read already."""
+    record = record or store.read_record(key)
     if tags <= set(record.tags):
         return record
     with store.claim(key, worker_description(runner)):
@@ -110,11 +117,17 @@ def stored_state_events(plan: Plan, store: ExperimentStore) -> tuple[RunEvent, .
 
 
 def _cached(
-    store: ExperimentStore, planned: PlannedState, run_id: str, runner: str, label: str
+    store: ExperimentStore,
+    planned: PlannedState,
+    run_id: str,
+    runner: str,
+    label: str,
+    record: StateRecord | None = None,
 ) -> RunEvent:
     """The event of a stored state, after giving it the tags it is defined with now. A
-    state this run stored before it lost a worker and started again counts as computed."""
-    record = merge_tags(store, planned.key, planned.tags, runner)
+    state this run stored before it lost a worker and started again counts as computed.
+    ``record``: its record, read already."""
+    record = merge_tags(store, planned.key, planned.tags, runner, record)
     if record.run_id == run_id:
         return RunEvent(run_id, planned.key, EventKind.RAN, label, record.duration_s or 0.0)
     return RunEvent(
@@ -263,19 +276,23 @@ def reuse_stored(
     """The event of reusing the stored state ``planned`` when a cheap look finds it whole
     (given the tags it is defined with now); None when it must be computed, or its damage
     looked at under its claim (:func:`compute_state` does both)."""
-    if store.is_done(planned.key):
-        return reuse_listed(store, planned, run_id, runner, label)
+    if store.is_done(planned.key) and store.payload_damage(planned.key) is None:
+        return reuse_whole(store, planned, run_id, runner, label)
     return None
 
 
-def reuse_listed(
-    store: ExperimentStore, planned: PlannedState, run_id: str, runner: str, label: str
+def reuse_whole(
+    store: ExperimentStore,
+    planned: PlannedState,
+    run_id: str,
+    runner: str,
+    label: str,
+    record: StateRecord | None = None,
 ) -> RunEvent | None:
-    """:func:`reuse_stored` for a state a listing of the store found stored (many are
-    asked about at once): one removed since is left to its task too."""
-    if store.payload_damage(planned.key) is None:
-        with contextlib.suppress(CorruptStateError, StateNotComputedError):  # under the claim
-            return _cached(store, planned, run_id, runner, label)
+    """:func:`reuse_stored` for a state a cheap look found whole (``record``: its record,
+    read already): one damaged or removed since is left to its task."""
+    with contextlib.suppress(CorruptStateError, StateNotComputedError):  # under the claim
+        return _cached(store, planned, run_id, runner, label, record)
     return None
 
 

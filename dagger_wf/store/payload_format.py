@@ -188,20 +188,35 @@ def check_size(header: Header, size: int) -> None:
         raise Damage(f"it is {size - expected} bytes longer than its header says")
 
 
-def check_structure(path: Path, blob_directory: Path) -> None:
+Blobs = tuple[tuple[bytes, int], ...]  # (digest, length) of each blob of a payload
+
+
+def check_structure(path: Path, blob_directory: Path) -> Blobs:
     """What can be checked without reading the data: the header, the file's length, and
-    that every blob exists with its length. :class:`Damage` says what is wrong."""
+    that every blob exists with its length (the blobs returned). :class:`Damage` says
+    what is wrong."""
+    blobs = check_layout(path)
+    check_blobs(blobs, blob_directory)
+    return blobs
+
+
+def check_layout(path: Path) -> Blobs:
+    """:func:`check_structure`'s look at the payload file itself: its header and length."""
     header, size = read_header(path)
     check_size(header, size)
-    for section in header.sections:
-        if section.is_blob:
-            blob = blob_path(blob_directory, section.digest)
-            try:
-                blob_size = blob.stat().st_size
-            except FileNotFoundError:
-                raise Damage(f"its blob {blob} is missing", blob) from None
-            if blob_size != section.length:
-                raise Damage(f"its blob {blob} holds {blob_size} bytes, not {section.length}", blob)
+    return tuple((section.digest, section.length) for section in header.sections if section.is_blob)
+
+
+def check_blobs(blobs: Blobs, blob_directory: Path) -> None:
+    """:func:`check_structure`'s look at the blobs: each exists, with its length."""
+    for digest, length in blobs:
+        blob = blob_path(blob_directory, digest)
+        try:
+            blob_size = blob.stat().st_size
+        except FileNotFoundError:
+            raise Damage(f"its blob {blob} is missing", blob) from None
+        if blob_size != length:
+            raise Damage(f"its blob {blob} holds {blob_size} bytes, not {length}", blob)
 
 
 def check_section(data: memoryview, section: Section, name: str) -> None:

@@ -1,21 +1,24 @@
 """The record index: every stored state's record in one file, so that reading them all
-(a restore, the history, the dashboard) opens one file, not one per state.
+(a restore, the history, the dashboard) opens one file, not one per state; and the
+outcome of each payload's cheap look, so that a cached re-run does not look again at a
+payload file that has not changed since.
 
-The records in ``states/`` stay the source of truth. Each entry keeps the signature of
-the record file it was read from (inode, size, modification and change times) and is
-used only while that file still has it: a record is rewritten by renaming a new file
-into place (a new inode), and a change in place (damage, a hand) changes its size or
-its times. So an entry never outlives what it describes; a new, changed or removed
-record is read from its file instead, and an index that cannot be read is no index.
+The files in the store stay the source of truth. Each entry keeps the signature of the
+file it was taken from (inode, size, modification and change times) and is used only
+while that file still has it: records and payloads are written by renaming a new file
+into place (a new inode), and a change in place (damage, a hand) changes a file's size
+or its times. So an entry never outlives what it describes; a new, changed or removed
+file is read or looked at again, and an index that cannot be read is no index. Blobs are
+shared and have no entry: their presence and length are looked at each time.
 
 The index is a cache of this user's, kept outside the store (``$XDG_CACHE_HOME``, else
 ``~/.cache``, under ``dagger_wf/record-index/``), so that reading a store never writes
 to it: analysing another user's results, or a store being compared file by file, leaves
 it as it is. It is written again (atomically) when a reader found it out of date; where
-it cannot be written the records are read file by file. Index files not written for
+it cannot be written the files are read one by one. Index files not written for
 ``UNUSED_DAYS`` (of a store moved, deleted, or not changed since: rebuilt when read
-again) are removed when another is written. Unpickled like a payload: open only
-stores you trust.
+again) are removed when another is written. Unpickled like a payload: open only stores
+you trust.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import hashlib
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import cloudpickle
 
@@ -34,88 +38,147 @@ from ..errors import CorruptStateError
 from ..records import RECORD_FORMAT, StateRecord
 from ..version import __version__
 from .atomic import atomic_write
+from .payload_format import Blobs
 
-# What the pickled records were written by: another version may spell them otherwise.
-_HEADER = ("dagger_wf.record-index/1", __version__, RECORD_FORMAT)
-
+# What the pickled entries were written by: another version may spell them otherwise.
+_HEADER = ("dagger_wf.record-index/2", __version__, RECORD_FORMAT)
 UNUSED_DAYS = 30
 
 Signature = tuple[int, int, int, int]
-Entries = dict[str, tuple[Signature, StateRecord]]
-ReadRecord = Callable[[Path, str], StateRecord | CorruptStateError]
+T = TypeVar("T")
 
 
-def indexed_records(states: Path, read: ReadRecord) -> dict[str, StateRecord | CorruptStateError]:
-    """Every record in the directory ``states`` (``<key>.json``), by key in key order: from
-    the index where its entry is current, else ``read(path, key)`` (a damaged record is
-    its error); the index is written again if it was out of date."""
-    index = index_file(states)
-    entries = _load(index)
-    fresh: Entries = {}
-    records: dict[str, StateRecord | CorruptStateError] = {}
-    changed = False
-    for key, path, signature in _listed(states):
-        entry = entries.get(key)
-        if entry is not None and entry[0] == signature:
-            fresh[key] = entry
-            records[key] = entry[1]
-            continue
+class _Entries(Generic[T]):
+    """What was taken from each file of one directory, by key, with the file's signature."""
+
+    def __init__(self, entries: dict[str, tuple[Signature, T]]) -> None:
+        self.entries = entries
+        self.changed = False
+
+    def take(
+        self, listed: list[tuple[str, str, Signature]], read: Callable[[Path, str], T | None]
+    ) -> dict[str, T]:
+        """Each listed file's value, by key in key order: the entry's while the file has
+        its signature, else ``read(path, key)`` (kept as the new entry; None: nothing to
+        keep, the file is damaged or gone). Entries of files not listed are dropped."""
+        fresh: dict[str, tuple[Signature, T]] = {}
+        values: dict[str, T] = {}
+        for key, path, signature in listed:
+            entry = self.entries.get(key)
+            if entry is not None and entry[0] == signature:
+                fresh[key] = entry
+                values[key] = entry[1]
+                continue
+            value = read(Path(path), key)
+            if value is not None:
+                fresh[key] = (signature, value)
+                values[key] = value
+                self.changed = True
+        self.changed = self.changed or fresh.keys() != self.entries.keys()
+        self.entries = fresh
+        return values
+
+
+class RecordIndex:
+    """The index of one store's ``states`` (records) and ``payloads`` (looks) folders."""
+
+    def __init__(self, states: Path, payloads: Path) -> None:
+        self.states, self.payloads = states, payloads
+        self.path = index_file(states)
+        records, looks = _load(self.path)
+        self.records: _Entries[StateRecord] = _Entries(records)
+        self.looks: _Entries[Blobs] = _Entries(looks)
+
+    def read_records(
+        self, read: Callable[[Path, str], StateRecord | CorruptStateError]
+    ) -> dict[str, StateRecord | CorruptStateError]:
+        """Every record (``<key>.json``) by key in key order; a damaged one as its error
+        (``read(path, key)`` reads one), never kept in the index."""
+        damaged: dict[str, CorruptStateError] = {}
+
+        def kept(path: Path, key: str) -> StateRecord | None:
+            try:
+                record = read(path, key)
+            except FileNotFoundError:
+                return None  # removed since it was listed (gc, a repair): not stored
+            if isinstance(record, CorruptStateError):
+                damaged[key] = record
+                return None
+            return record
+
+        listed = _listed(self.states, ".json")
+        records = self.records.take(listed, kept)
+        everything: dict[str, StateRecord | CorruptStateError] = {}
+        for key, _, _ in listed:
+            if key in records or key in damaged:
+                everything[key] = records.get(key) or damaged[key]
+        return everything
+
+    def looked(
+        self, look: Callable[[Path, str], Blobs | None], keys: Container[str]
+    ) -> dict[str, Blobs]:
+        """The blobs of the payload (``<key>.payload``) of each of ``keys`` whose look
+        passed, by key: ``look(path, key)`` looks at one (None: damaged, not kept)."""
+        listed = [item for item in _listed(self.payloads, ".payload") if item[0] in keys]
+        return self.looks.take(listed, look)
+
+    def save(self) -> None:
+        """Write the index if it was out of date; not at all where it cannot be written,
+        or a record holds a value that does not pickle (it is a cache)."""
+        if self.path is None or not (self.records.changed or self.looks.changed):
+            return
+        with contextlib.suppress(OSError, pickle.PicklingError, TypeError, AttributeError):
+            entries = (self.records.entries, self.looks.entries)
+            data = cloudpickle.dumps((_HEADER, entries), protocol=pickle.HIGHEST_PROTOCOL)
+            atomic_write(self.path, lambda file: file.write(data))
+            _remove_unused(self.path.parent)
+
+
+def index_file(states: Path) -> Path | None:
+    """Where this user's index of the records in ``states`` is kept; None for a user
+    without a home directory (and no ``$XDG_CACHE_HOME``)."""
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if not cache or not os.path.isabs(cache):  # a relative one is to be ignored (XDG)
         try:
-            record = read(Path(path), key)
-        except FileNotFoundError:
-            continue  # removed since it was listed (gc, a repair): not stored
-        records[key] = record
-        if isinstance(record, StateRecord):
-            fresh[key] = (signature, record)
-            changed = True
-    if changed or fresh.keys() != entries.keys():
-        _save(index, fresh)
-    return records
-
-
-def index_file(states: Path) -> Path:
-    """Where this user's index of the records in ``states`` is kept."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+            cache = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError):  # no $HOME and no password entry
+            return None
     name = hashlib.sha256(os.fsencode(states.absolute())).hexdigest()[:32]
     return Path(cache) / "dagger_wf" / "record-index" / f"{name}.pickle"
 
 
-def _listed(states: Path) -> list[tuple[str, str, Signature]]:
-    """Each record file's key, path and signature, in key order (the stat before the
-    read: a record replaced in between then fails the next comparison, never passes it)."""
+def _listed(directory: Path, suffix: str) -> list[tuple[str, str, Signature]]:
+    """Each ``<key><suffix>`` file's key, path and signature, in key order (the stat
+    before the read: a file replaced in between then fails the next comparison, never
+    passes it)."""
     listed = []
     try:
-        with os.scandir(states) as scan:
+        with os.scandir(directory) as scan:
             for entry in scan:
-                if not entry.name.endswith(".json"):
+                if not entry.name.endswith(suffix):
                     continue
                 try:
                     status = entry.stat()
                 except FileNotFoundError:
                     continue
                 signature = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
-                listed.append((entry.name.removesuffix(".json"), entry.path, signature))
+                listed.append((entry.name.removesuffix(suffix), entry.path, signature))
     except FileNotFoundError:
         return []
     return sorted(listed)
 
 
-def _load(index: Path) -> Entries:
+def _load(index: Path | None) -> tuple[dict, dict]:
     """The index's entries; none if it is missing, unreadable or of another version."""
+    if index is None:
+        return {}, {}
     try:
-        header, entries = pickle.loads(index.read_bytes())
+        header, (records, looks) = pickle.loads(index.read_bytes())
     except Exception:  # missing, cut, foreign, or pickled by another version: rebuilt
-        return {}
-    return entries if header == _HEADER and isinstance(entries, dict) else {}
-
-
-def _save(index: Path, entries: Entries) -> None:
-    """Write the index; not at all where the store cannot be written, or a record holds a
-    value that does not pickle: it is a cache, and the records are read file by file."""
-    with contextlib.suppress(OSError, pickle.PicklingError, TypeError, AttributeError):
-        data = cloudpickle.dumps((_HEADER, entries), protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write(index, lambda file: file.write(data))
-        _remove_unused(index.parent)
+        return {}, {}
+    if header != _HEADER or not isinstance(records, dict) or not isinstance(looks, dict):
+        return {}, {}
+    return records, looks
 
 
 def _remove_unused(directory: Path) -> None:

@@ -34,7 +34,8 @@ from . import layout
 from .atomic import atomic_write_json, naming_failed_write
 from .claims import Claim, claim, read_claim
 from .payload import payload_damage, read_payload, write_payload
-from .record_index import indexed_records
+from .payload_format import Blobs, Damage, check_blobs, check_layout
+from .record_index import RecordIndex
 
 EXPERIMENT_FORMAT = "dagger_wf.experiment/1"
 
@@ -190,6 +191,36 @@ class ExperimentStore:
         payloads = {path.stem for path in (self.directory / layout.PAYLOADS).glob("*.payload")}
         return payloads & set(self.done_keys())
 
+    def whole_states(self) -> dict[str, StateRecord]:
+        """The record of each stored state that :meth:`damage`'s cheap look finds whole,
+        by key: for asking about many states at once. Through the record index, a record
+        or payload file unchanged since it passed is not read or looked at again (the
+        presence and length of its blobs are)."""
+        index = self._index()
+        records = index.read_records(_record_or_error)
+
+        def look(path: Path, key: str) -> Blobs | None:
+            try:
+                return check_layout(path)
+            except (Damage, OSError):
+                return None
+
+        looked = index.looked(look, records)
+        index.save()
+        whole = {}
+        blob_directory = self.blob_directory
+        for key, blobs in looked.items():
+            record = records[key]
+            if not isinstance(record, StateRecord):
+                continue
+            if blobs:
+                try:
+                    check_blobs(blobs, blob_directory)
+                except Damage:
+                    continue
+            whole[key] = record
+        return whole
+
     def write_state(self, record: StateRecord, payload: dict[str, Any]) -> StateRecord:
         """Store a computed state: payload first, then the metadata that marks it done."""
         with self._naming(f"the payload of state {record.key[:12]}"):
@@ -286,7 +317,13 @@ class ExperimentStore:
 
     def _stored_records(self) -> dict[str, StateRecord | CorruptStateError]:
         """Each computed state's record, by key in key order, through the record index."""
-        return indexed_records(self.directory / layout.STATES, _record_or_error)
+        index = self._index()
+        records = index.read_records(_record_or_error)
+        index.save()
+        return records
+
+    def _index(self) -> RecordIndex:
+        return RecordIndex(self.directory / layout.STATES, self.directory / layout.PAYLOADS)
 
     def write_evaluation(self, key: str, document: dict[str, Any]) -> None:
         moment = document["started"].replace(":", "").replace("-", "")
