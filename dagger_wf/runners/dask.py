@@ -119,7 +119,7 @@ def settle_stored(plan: Plan, store: ExperimentStore, run_id: str) -> dict[str, 
     rather than a Dask task each."""
     settled: dict[str, RunEvent] = {}
     reused: set[str] = set()
-    whole = store.whole_states()  # through the record index, not two looks per state
+    whole = store.whole_states(plan.states.keys())  # through the record index
     for key, planned in plan.states.items():  # parents first
         if (
             planned.stored

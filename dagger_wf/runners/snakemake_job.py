@@ -70,7 +70,7 @@ def sync_targets(store_directory: str | Path, states: dict[str, dict], target: s
     A stored state whose payload a cheap look finds damaged (its header, its length, its
     blobs' presence and lengths) counts as missing."""
     store = ExperimentStore(store_directory)
-    whole = store.whole_states()
+    whole = store.whole_states(states.keys())
     for key, state in states.items():
         path = Path(target.format(key=key))
         if key not in whole:  # not stored, or damaged: its job computes it (again)

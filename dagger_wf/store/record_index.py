@@ -24,6 +24,8 @@ you trust.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import os
 import pickle
@@ -55,15 +57,14 @@ class _Entries(Generic[T]):
         self.entries = entries
         self.changed = False
 
-    def take(
-        self, listed: list[tuple[str, str, Signature]], read: Callable[[Path, str], T | None]
-    ) -> dict[str, T]:
+    def take(self, listing: Listing, read: Callable[[Path, str], T | None]) -> dict[str, T]:
         """Each listed file's value, by key in key order: the entry's while the file has
         its signature, else ``read(path, key)`` (kept as the new entry; None: nothing to
-        keep, the file is damaged or gone). Entries of files not listed are dropped."""
-        fresh: dict[str, tuple[Signature, T]] = {}
+        keep, the file is damaged or gone). The entries of files present but not asked
+        about are kept as they are (checked when asked about); those of gone files dropped."""
+        fresh = {key: self.entries[key] for key in listing.others if key in self.entries}
         values: dict[str, T] = {}
-        for key, path, signature in listed:
+        for key, path, signature in listing.files:
             entry = self.entries.get(key)
             if entry is not None and entry[0] == signature:
                 fresh[key] = entry
@@ -85,15 +86,22 @@ class RecordIndex:
     def __init__(self, states: Path, payloads: Path) -> None:
         self.states, self.payloads = states, payloads
         self.path = index_file(states)
+
+    @functools.cached_property
+    def _entries(self) -> tuple[_Entries[StateRecord], _Entries[Blobs]]:
+        """The index's records and looks, read when first needed: asked about states none
+        of which is stored (a new tree in a large store), it is not read at all."""
         records, looks = _load(self.path)
-        self.records: _Entries[StateRecord] = _Entries(records)
-        self.looks: _Entries[Blobs] = _Entries(looks)
+        return _Entries(records), _Entries(looks)
 
     def read_records(
-        self, read: Callable[[Path, str], StateRecord | CorruptStateError]
+        self,
+        read: Callable[[Path, str], StateRecord | CorruptStateError],
+        wanted: Container[str] | None = None,
     ) -> dict[str, StateRecord | CorruptStateError]:
-        """Every record (``<key>.json``) by key in key order; a damaged one as its error
-        (``read(path, key)`` reads one), never kept in the index."""
+        """Every record (``<key>.json``; only those of ``wanted``, if given) by key in key
+        order; a damaged one as its error (``read(path, key)`` reads one), never kept in
+        the index."""
         damaged: dict[str, CorruptStateError] = {}
 
         def kept(path: Path, key: str) -> StateRecord | None:
@@ -106,29 +114,34 @@ class RecordIndex:
                 return None
             return record
 
-        listed = _listed(self.states, ".json")
-        records = self.records.take(listed, kept)
+        listing = _listed(self.states, ".json", wanted)
+        if not listing.files:
+            return {}
+        records = self._entries[0].take(listing, kept)
         everything: dict[str, StateRecord | CorruptStateError] = {}
-        for key, _, _ in listed:
+        for key, _, _ in listing.files:
             if key in records or key in damaged:
                 everything[key] = records.get(key) or damaged[key]
         return everything
 
     def looked(
-        self, look: Callable[[Path, str], Blobs | None], keys: Container[str]
+        self, look: Callable[[Path, str], Blobs | None], wanted: Container[str]
     ) -> dict[str, Blobs]:
-        """The blobs of the payload (``<key>.payload``) of each of ``keys`` whose look
+        """The blobs of the payload (``<key>.payload``) of each of ``wanted`` whose look
         passed, by key: ``look(path, key)`` looks at one (None: damaged, not kept)."""
-        listed = [item for item in _listed(self.payloads, ".payload") if item[0] in keys]
-        return self.looks.take(listed, look)
+        listing = _listed(self.payloads, ".payload", wanted)
+        return self._entries[1].take(listing, look) if listing.files else {}
 
     def save(self) -> None:
         """Write the index if it was out of date; not at all where it cannot be written,
         or a record holds a value that does not pickle (it is a cache)."""
-        if self.path is None or not (self.records.changed or self.looks.changed):
+        if "_entries" not in self.__dict__:
+            return  # not read, so not changed
+        records, looks = self._entries
+        if self.path is None or not (records.changed or looks.changed):
             return
         with contextlib.suppress(OSError, pickle.PicklingError, TypeError, AttributeError):
-            entries = (self.records.entries, self.looks.entries)
+            entries = (records.entries, looks.entries)
             data = cloudpickle.dumps((_HEADER, entries), protocol=pickle.HIGHEST_PROTOCOL)
             atomic_write(self.path, lambda file: file.write(data))
             _remove_unused(self.path.parent)
@@ -147,25 +160,38 @@ def index_file(states: Path) -> Path | None:
     return Path(cache) / "dagger_wf" / "record-index" / f"{name}.pickle"
 
 
-def _listed(directory: Path, suffix: str) -> list[tuple[str, str, Signature]]:
-    """Each ``<key><suffix>`` file's key, path and signature, in key order (the stat
-    before the read: a file replaced in between then fails the next comparison, never
-    passes it)."""
-    listed = []
+@dataclasses.dataclass
+class Listing:
+    """The ``<key><suffix>`` files of a directory: of those asked about, each key, path
+    and signature, in key order (the stat before the read: a file replaced in between
+    then fails the next comparison, never passes it); the keys of the others."""
+
+    files: list[tuple[str, str, Signature]] = dataclasses.field(default_factory=list)
+    others: list[str] = dataclasses.field(default_factory=list)
+
+
+def _listed(directory: Path, suffix: str, wanted: Container[str] | None) -> Listing:
+    """The listing of ``directory``, asking about the files of ``wanted`` (all: None)."""
+    listing = Listing()
     try:
         with os.scandir(directory) as scan:
             for entry in scan:
                 if not entry.name.endswith(suffix):
+                    continue
+                key = entry.name.removesuffix(suffix)
+                if wanted is not None and key not in wanted:
+                    listing.others.append(key)
                     continue
                 try:
                     status = entry.stat()
                 except FileNotFoundError:
                     continue
                 signature = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
-                listed.append((entry.name.removesuffix(suffix), entry.path, signature))
+                listing.files.append((key, entry.path, signature))
     except FileNotFoundError:
-        return []
-    return sorted(listed)
+        pass
+    listing.files.sort()
+    return listing
 
 
 def _load(index: Path | None) -> tuple[dict, dict]:

@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +191,13 @@ class ExperimentStore:
         payloads = {path.stem for path in (self.directory / layout.PAYLOADS).glob("*.payload")}
         return payloads & set(self.done_keys())
 
-    def whole_states(self) -> dict[str, StateRecord]:
-        """The record of each stored state that :meth:`damage`'s cheap look finds whole,
-        by key: for asking about many states at once. Through the record index, a record
-        or payload file unchanged since it passed is not read or looked at again (the
-        presence and length of its blobs are)."""
+    def whole_states(self, keys: Collection[str]) -> dict[str, StateRecord]:
+        """The record of each of the stored states ``keys`` that :meth:`damage`'s cheap
+        look finds whole, by key: for asking about many states at once. Through the record
+        index, a record or payload file unchanged since it passed is not read or looked at
+        again (the presence and length of its blobs are)."""
         index = self._index()
-        records = index.read_records(_record_or_error)
+        records = index.read_records(_record_or_error, keys)
 
         def look(path: Path, key: str) -> Blobs | None:
             try:
